@@ -1,0 +1,32 @@
+# nova.snapshots: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV  := $(CURDIR)/.venv
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
+export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
+export ANSIBLE_LOCALHOST_WARNING := False
+export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
+
+.PHONY: setup demo demo-clean test sanity unit integration
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/ansible-playbook -i localhost, nova.snapshots.demo
+
+demo-clean:
+	-virsh -c qemu:///system destroy nova-demo
+	-virsh -c qemu:///system undefine nova-demo --snapshots-metadata
+	rm -rf /var/lib/nova-demo /var/lib/nova/snapshots/nova-demo
+
+test: setup
+	@scripts/test.sh
+
+sanity: setup
+	@scripts/sanity.sh
+
+unit: setup
+	$(VENV)/bin/pytest tests/unit
+
+integration: setup
+	$(VENV)/bin/pytest tests/integration

@@ -1,0 +1,65 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
+
+"""What every module shares: the common options, the dependency check, error reporting.
+
+The options here are documented by the `nova.snapshots.common` doc fragment; keep both in step.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils._libvirt import (
+    HAS_LIBVIRT,
+    LIBVIRT_IMPORT_ERROR,
+    Hypervisor,
+)
+from ansible_collections.nova.snapshots.plugins.module_utils._snapshot_xml import (
+    HAS_LXML,
+    LXML_IMPORT_ERROR,
+)
+
+CONNECTION_SPEC = dict(
+    uri=dict(type='str', default='qemu:///system'),
+)
+
+STORE_SPEC = dict(
+    storage_dir=dict(type='path', default='/var/lib/nova/snapshots'),
+    lock_timeout=dict(type='int', default=60),
+)
+
+
+def argument_spec(store=False, **options):
+    """The module's own options merged with the shared ones (the store's only where it is used)."""
+    spec = dict(CONNECTION_SPEC)
+    if store:
+        spec.update(STORE_SPEC)
+    spec.update(options)
+    return spec
+
+
+def check_requirements(module):
+    if not HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib('libvirt-python'), exception=LIBVIRT_IMPORT_ERROR)
+    if not HAS_LXML:
+        module.fail_json(msg=missing_required_lib('lxml'), exception=LXML_IMPORT_ERROR)
+
+
+def run_module(module, action):
+    """Run action(hypervisor) and exit with its result dict; a NovaError becomes a clear failure."""
+    check_requirements(module)
+    hypervisor = Hypervisor(module.params['uri'])
+    try:
+        result = action(hypervisor)
+    except NovaError as e:
+        module.fail_json(msg=e.msg, **e.details)
+    finally:
+        hypervisor.close()
+    module.exit_json(**result)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Start virtlogd and libvirtd when they are not running (there may be no systemd), then wait
+# until qemu:///system answers. Safe to run any number of times.
+set -euo pipefail
+
+if [ -d /run/systemd/system ]; then
+    systemctl start virtlogd.socket libvirtd.socket libvirtd.service 2>/dev/null || true
+fi
+if ! pgrep -x virtlogd >/dev/null; then
+    echo "daemons: starting virtlogd"
+    virtlogd -d
+fi
+if ! pgrep -x libvirtd >/dev/null; then
+    echo "daemons: starting libvirtd"
+    libvirtd -d
+fi
+for _ in $(seq 1 60); do
+    if virsh -q -c qemu:///system version >/dev/null 2>&1; then
+        exit 0
+    fi
+    sleep 0.5
+done
+echo "daemons: libvirtd does not answer on qemu:///system after 30 s" >&2
+exit 1

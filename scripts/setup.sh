@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Put everything `make demo` and `make test` need in place, skipping what is already there:
+# Debian packages, the daemons, a virtualenv with pinned Python packages, the test guest, and the
+# collection itself installed into .build/collections.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+packages=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config
+          gcc python3-dev python3-venv busybox-static cpio gzip qemu-guest-agent shellcheck)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    echo "setup: Debian packages present"
+fi
+
+scripts/daemons.sh
+
+# The virtualenv is rebuilt only when the pinned requirements change.
+want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.nova-stamp 2>/dev/null)" != "$want" ]; then
+    echo "setup: building .venv from requirements-dev.txt"
+    rm -rf .venv
+    python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -r requirements-dev.txt
+    echo "$want" > .venv/.nova-stamp
+else
+    echo "setup: .venv up to date"
+fi
+
+tests/guest/build.sh
+
+# Install the collection the way users do (build a tarball, install it), when its files changed.
+want=$( (git ls-files -co --exclude-standard 2>/dev/null || find . -type f -not -path './.*') \
+        | sort | xargs -d '\n' sha256sum 2>/dev/null | sha256sum | cut -c1-16)
+dest=.build/collections
+if [ "$(cat "$dest/.nova-stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: building and installing the collection into $dest"
+    rm -rf .build/dist "$dest"
+    mkdir -p .build/dist "$dest"
+    .venv/bin/ansible-galaxy collection build --force --output-path .build/dist . >/dev/null
+    .venv/bin/ansible-galaxy collection install --force -p "$dest" .build/dist/nova-snapshots-*.tar.gz >/dev/null
+    echo "$want" > "$dest/.nova-stamp"
+else
+    echo "setup: collection in $dest up to date"
+fi

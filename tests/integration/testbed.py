@@ -1,0 +1,278 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The real-hypervisor test bed: throwaway domains running the tiny test guest.
+
+The guest (tests/guest/init) prints "tick N" on its console every second, which proves RAM
+state, and answers commands on a second serial port (a unix socket here), which read and write
+marker bytes on its disks and so prove disk state. Nothing here mocks libvirt or QEMU.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+import libvirt
+from lxml import etree
+
+URI = 'qemu:///system'
+GUEST_DIR = os.environ.get('NOVA_TEST_GUEST_DIR', '/var/cache/nova-snapshots/guest')
+WORK_DIR = os.environ.get('NOVA_TEST_WORK_DIR', '/var/lib/nova-test')
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS = os.path.join(TOP, '.build', 'collections')
+PREFIX = 'novatest-'
+
+
+class GuestError(AssertionError):
+    pass
+
+
+def _sub(parent, tag, text=None, **attrs):
+    node = etree.SubElement(parent, tag, {k: str(v) for k, v in attrs.items()})
+    if text is not None:
+        node.text = str(text)
+    return node
+
+
+def domain_xml(name, disks, directory, memory_mib=192, agent=True):
+    """The test guest's domain XML: TCG, direct kernel boot, console to a file, command socket."""
+    dom = etree.Element('domain', type='qemu')
+    _sub(dom, 'name', name)
+    _sub(dom, 'memory', memory_mib, unit='MiB')
+    _sub(dom, 'vcpu', 1)
+    os_ = _sub(dom, 'os')
+    _sub(os_, 'type', 'hvm', arch='x86_64', machine='pc')
+    _sub(os_, 'kernel', os.path.join(GUEST_DIR, 'vmlinuz'))
+    _sub(os_, 'initrd', os.path.join(GUEST_DIR, 'initrd.img'))
+    _sub(os_, 'cmdline', 'console=ttyS0 quiet panic=-1')
+    _sub(dom, 'on_reboot', 'destroy')
+    devices = _sub(dom, 'devices')
+    for dev, path in disks.items():
+        disk = _sub(devices, 'disk', type='file', device='disk')
+        _sub(disk, 'driver', name='qemu', type='qcow2')
+        _sub(disk, 'source', file=path)
+        _sub(disk, 'target', dev=dev, bus='virtio')
+    console = _sub(devices, 'serial', type='file')
+    _sub(console, 'source', path=os.path.join(directory, 'console.log'), append='on')
+    _sub(console, 'target', port=0)
+    command = _sub(devices, 'serial', type='unix')
+    _sub(command, 'source', mode='bind', path=os.path.join(directory, 'cmd.sock'))
+    _sub(command, 'target', port=1)
+    if agent:
+        channel = _sub(devices, 'channel', type='unix')
+        _sub(channel, 'target', type='virtio', name='org.qemu.guest_agent.0')
+    _sub(devices, 'memballoon', model='none')
+    return etree.tostring(dom, encoding='unicode')
+
+
+class Guest:
+    """A throwaway domain of the test guest. Use through the `make_guest` fixture."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, conn, disks=1, disk_mib=64, agent=True):
+        self.conn = conn
+        self.name = PREFIX + uuid.uuid4().hex[:8]
+        self.dir = os.path.join(WORK_DIR, self.name)
+        self.storage_dir = os.path.join(self.dir, 'store')
+        os.makedirs(self.dir, mode=0o755)
+        self.disks = {}
+        for i in range(disks):
+            dev = 'vd' + 'abcdefghij'[i]
+            path = os.path.join(self.dir, '%s.qcow2' % dev)
+            subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', path, '%dM' % disk_mib], check=True)
+            self.disks[dev] = path
+        self.console_path = os.path.join(self.dir, 'console.log')
+        self.sock_path = os.path.join(self.dir, 'cmd.sock')
+        self.dom = conn.defineXML(domain_xml(self.name, self.disks, self.dir, agent=agent))
+        self._boots_seen = 0
+
+    # -- life cycle ---------------------------------------------------------------------------
+    @property
+    def state(self):
+        return {libvirt.VIR_DOMAIN_RUNNING: 'running', libvirt.VIR_DOMAIN_PAUSED: 'paused',
+                libvirt.VIR_DOMAIN_SHUTOFF: 'shutoff'}.get(self.dom.state()[0], 'other')
+
+    def start(self):
+        self.dom.create()
+        self.wait_ready()
+
+    def stop(self):
+        if self.dom.isActive():
+            self.dom.destroy()
+
+    def wait_ready(self, timeout=60):
+        """Wait for the guest's next 'ready' line after a boot; fail if a disk is not a block device."""
+        want = self._boots_seen + 1
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            text = self.console()
+            if 'nova-guest: ERROR' in text:
+                raise GuestError('guest reported: %s' % re.findall(r'nova-guest: ERROR.*', text))
+            ready = re.findall(r'nova-guest: ready disks=(.*) agent=(\S+)', text)
+            if len(ready) >= want:
+                self._boots_seen = len(ready)
+                disks, agent = ready[-1]
+                if disks.split() != sorted(self.disks):
+                    raise GuestError('guest sees disks %r, defined %r' % (disks, sorted(self.disks)))
+                self.agent_port = agent
+                return
+            time.sleep(0.2)
+        raise GuestError('guest %s not ready after %ss; console:\n%s' % (self.name, timeout, self.console()[-2000:]))
+
+    def note_restored(self):
+        """A restore from a memory image does not boot, so the next ready line is a new boot's."""
+        self._boots_seen = len(re.findall(r'nova-guest: ready', self.console()))
+
+    # -- RAM counter --------------------------------------------------------------------------
+    def console(self):
+        try:
+            with open(self.console_path, errors='replace') as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
+
+    def tick(self):
+        """The guest's latest counter value (None before the first)."""
+        ticks = re.findall(r'^tick (\d+)', self.console(), re.M)
+        return int(ticks[-1]) if ticks else None
+
+    def ticks_since(self, offset):
+        return [int(t) for t in re.findall(r'^tick (\d+)', self.console()[offset:], re.M)]
+
+    def wait_tick(self, at_least, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            t = self.tick()
+            if t is not None and t >= at_least:
+                return t
+            time.sleep(0.2)
+        raise GuestError('counter did not reach %d (at %r)' % (at_least, self.tick()))
+
+    # -- disk markers -------------------------------------------------------------------------
+    def command(self, *words, timeout=20):
+        req = str(next(self._ids))
+        line = (' '.join([req] + [str(w) for w in words]) + '\n').encode()
+        deadline = time.time() + timeout
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.sock_path)
+            s.sendall(line)
+            buf = b''
+            while time.time() < deadline:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+                for reply in buf.split(b'\n')[:-1]:
+                    parts = reply.decode(errors='replace').split()
+                    if parts and parts[0] == req:
+                        if parts[1] != 'ok':
+                            raise GuestError('guest refused %r: %s' % (words, reply))
+                        return parts[2:]
+        raise GuestError('no reply from guest to %r' % (words,))
+
+    def write_marker(self, dev, offset, token):
+        if not re.match(r'^[A-Za-z0-9_.:-]+$', token):
+            raise ValueError('marker tokens are plain words: %r' % token)
+        self.command('W', dev, offset, token)
+
+    def read(self, dev, offset, length):
+        reply = self.command('R', dev, offset, length)
+        return bytes.fromhex(reply[0]) if reply else b''
+
+    def read_marker(self, dev, offset, length=32):
+        return self.read(dev, offset, length).rstrip(b'\0').decode(errors='replace')
+
+    # -- guest agent --------------------------------------------------------------------------
+    def wait_agent(self, timeout=30):
+        """Wait until libvirt sees the guest agent connected (it lags the guest's ready line)."""
+        import libvirt_qemu
+        deadline = time.time() + timeout
+        while True:
+            try:
+                return json.loads(libvirt_qemu.qemuAgentCommand(self.dom, '{"execute": "guest-ping"}', 5, 0))
+            except libvirt.libvirtError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    # -- clean-up -----------------------------------------------------------------------------
+    def cleanup(self):
+        destroy_domain(self.conn, self.name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def destroy_domain(conn, name):
+    """Remove a test domain whatever its state: running, with snapshots, managed save, ..."""
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return
+    if dom.isActive():
+        dom.destroy()
+    for snap in dom.listAllSnapshots(0):
+        try:
+            snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+        except libvirt.libvirtError:
+            pass
+    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                      | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                      | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+
+
+def run_task(module, args, check=False, diff=False, tmp_path=None):
+    """Run one task through ansible-playbook, the way users do, and return its registered result.
+
+    The task never stops the play (ignore_errors), so a failure comes back as a result with
+    `failed: true` and the module's message, for the test to assert on.
+    """
+    work = tmp_path or WORK_DIR
+    out = os.path.join(work, 'result-%s.json' % uuid.uuid4().hex[:8])
+    play = [{
+        'hosts': 'localhost', 'gather_facts': False,
+        'tasks': [
+            {'name': 'task under test', module: args, 'register': 'r', 'ignore_errors': True,
+             'check_mode': check, 'diff': diff},
+            {'name': 'save result', 'ansible.builtin.copy': {'content': '{{ r | to_json }}', 'dest': out},
+             'check_mode': False},
+        ],
+    }]
+    playbook = out.replace('.json', '.yml')
+    with open(playbook, 'w') as f:
+        json.dump(play, f)  # JSON is YAML
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR='1',
+               ANSIBLE_PYTHON_INTERPRETER=os.path.join(TOP, '.venv', 'bin', 'python'),
+               ANSIBLE_LOCALHOST_WARNING='False', ANSIBLE_INVENTORY_UNPARSED_WARNING='False')
+    proc = subprocess.run([os.path.join(TOP, '.venv', 'bin', 'ansible-playbook'), '-i', 'localhost,',
+                           '-c', 'local', playbook], env=env, capture_output=True, text=True, timeout=600)
+    try:
+        with open(out) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise AssertionError('ansible-playbook produced no result (rc=%d):\n%s\n%s'
+                             % (proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
+    finally:
+        for path in (out, playbook):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def image_bytes(path, offset, length):
+    """Bytes of a disk image as a guest would see them, read on the host with qemu-io (no guest)."""
+    out = subprocess.run(['qemu-io', '-r', '-U', '-f', 'qcow2', '-c', 'read -v %d %d' % (offset, length), path],
+                         check=True, capture_output=True, text=True).stdout
+    data = bytearray()
+    for line in out.splitlines():
+        m = re.match(r'^[0-9a-f]{8}:\s+((?:[0-9a-f]{2}\s)+)', line)
+        if m:
+            data += bytes.fromhex(m.group(1).replace(' ', ''))
+    return bytes(data[:length])
