@@ -4,7 +4,7 @@
 # which first puts everything in place (scripts/setup.sh).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
+cd "$top" || exit 1
 
 echo "== ansible-test sanity"
 scripts/sanity.sh > .build/sanity.log 2>&1

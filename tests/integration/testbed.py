@@ -253,7 +253,8 @@ def run_task(module, args, check=False, diff=False, tmp_path=None):
                ANSIBLE_PYTHON_INTERPRETER=os.path.join(TOP, '.venv', 'bin', 'python'),
                ANSIBLE_LOCALHOST_WARNING='False', ANSIBLE_INVENTORY_UNPARSED_WARNING='False')
     proc = subprocess.run([os.path.join(TOP, '.venv', 'bin', 'ansible-playbook'), '-i', 'localhost,',
-                           '-c', 'local', playbook], env=env, capture_output=True, text=True, timeout=600)
+                           '-c', 'local', playbook], env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
     try:
         with open(out) as f:
             return json.load(f)
