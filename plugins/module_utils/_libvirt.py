@@ -15,6 +15,7 @@ typed errors (see _errors.py).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import time
 import traceback
 
 from ansible_collections.nova.snapshots.plugins.module_utils._errors import (
@@ -70,6 +71,37 @@ class Hypervisor(object):
     def domain_names(self):
         return sorted(d.name() for d in self.conn.listAllDomains())
 
+    def qemu_owner(self):
+        """(uid, gid) libvirt gives QEMU processes by default (its DAC base label), or None."""
+        from ansible_collections.nova.snapshots.plugins.module_utils._snapshot_xml import parse_xml
+        caps = parse_xml(self.conn.getCapabilities())
+        for model in caps.findall('host/secmodel'):
+            if model.findtext('model') == 'dac':
+                for label in model.findall('baselabel'):
+                    if label.get('type') in ('qemu', 'kvm') and ':' in (label.text or ''):
+                        uid, gid = label.text.split(':', 1)
+                        return int(uid.lstrip('+')), int(gid.lstrip('+'))
+        return None
+
+    def define(self, xml):
+        try:
+            self.conn.defineXML(xml)
+        except libvirt.libvirtError as e:
+            raise LibvirtFailed('defining the domain', e.get_error_message())
+
+    def save_image_xml(self, path):
+        try:
+            return self.conn.saveImageGetXMLDesc(path, 0)
+        except libvirt.libvirtError as e:
+            raise LibvirtFailed("reading the domain XML in memory file %s" % path, e.get_error_message())
+
+    def restore(self, path, xml, paused=False):
+        flags = libvirt.VIR_DOMAIN_SAVE_PAUSED if paused else libvirt.VIR_DOMAIN_SAVE_RUNNING
+        try:
+            self.conn.restoreFlags(path, xml, flags)
+        except libvirt.libvirtError as e:
+            raise LibvirtFailed("restoring RAM from %s" % path, e.get_error_message())
+
     def close(self):
         if self._conn is not None:
             try:
@@ -112,3 +144,105 @@ class Domain(object):
             if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
                 raise SnapshotNotFound(self.name, name)
             raise LibvirtFailed("reading snapshot '%s' of '%s'" % (name, self.name), e.get_error_message())
+
+    # -- life cycle ---------------------------------------------------------------------------
+    @property
+    def is_active(self):
+        return bool(self._dom.isActive())
+
+    def _call(self, what, fn, *args):
+        try:
+            return fn(*args)
+        except libvirt.libvirtError as e:
+            raise LibvirtFailed("%s of domain '%s'" % (what, self.name), e.get_error_message())
+
+    def destroy(self):
+        if self.is_active:
+            self._call('stopping', self._dom.destroy)
+
+    def start(self, paused=False):
+        self._call('starting', self._dom.createWithFlags, libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
+
+    def suspend(self):
+        self._call('pausing', self._dom.suspend)
+
+    def agent_ping(self, timeout=5):
+        """None when the guest agent answers, else libvirt's reason."""
+        import libvirt_qemu
+        try:
+            libvirt_qemu.qemuAgentCommand(self._dom, '{"execute": "guest-ping"}', timeout, 0)
+            return None
+        except libvirt.libvirtError as e:
+            return e.get_error_message()
+
+    # -- snapshots ----------------------------------------------------------------------------
+    def create_snapshot(self, xml, disk_only=False, quiesce=False, live=False):
+        flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+        if disk_only:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+        if quiesce:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
+        if live:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_LIVE
+        snap = self._call('creating a snapshot', self._dom.snapshotCreateXML, xml, flags)
+        return snap.getXMLDesc(0)
+
+    def redefine_snapshot(self, xml, current=False):
+        flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
+        if current:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
+        self._call('redefining snapshot metadata', self._dom.snapshotCreateXML, xml, flags)
+
+    def _snapshot(self, name):
+        try:
+            return self._dom.snapshotLookupByName(name, 0)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
+                raise SnapshotNotFound(self.name, name)
+            raise LibvirtFailed("reading snapshot '%s' of '%s'" % (name, self.name), e.get_error_message())
+
+    def delete_snapshot(self, name, children=False, metadata_only=False, missing_ok=False):
+        flags = 0
+        if children:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN
+        if metadata_only:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY
+        try:
+            snap = self._snapshot(name)
+        except SnapshotNotFound:
+            if missing_ok:
+                return
+            raise
+        self._call("deleting snapshot '%s'" % name, snap.delete, flags)
+
+    def revert_internal(self, name, after=None):
+        flags = {None: 0, 'running': libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING,
+                 'paused': libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED}[after]
+        self._call("reverting to snapshot '%s'" % name, self._dom.revertToSnapshot, self._snapshot(name), flags)
+
+    # -- block jobs (bounded waits) -----------------------------------------------------------
+    def block_pull(self, disk, base, timeout):
+        """Copy everything above `base` (None: the whole chain) into the active image of `disk`."""
+        self._call('starting a block pull on %s' % disk, self._dom.blockRebase, disk, base, 0, 0)
+        self._wait_block_job(disk, timeout, 'block pull')
+
+    def block_commit(self, disk, top, base, timeout):
+        """Merge image `top` (not the active one) down into `base`; the chain then skips `top`."""
+        self._call('starting a block commit on %s' % disk, self._dom.blockCommit, disk, base, top, 0, 0)
+        self._wait_block_job(disk, timeout, 'block commit')
+
+    def _wait_block_job(self, disk, timeout, what):
+        deadline = time.time() + timeout
+        while True:
+            info = self._call('reading block job of %s' % disk, self._dom.blockJobInfo, disk, 0)
+            if not info:
+                return
+            if time.time() > deadline:
+                try:
+                    self._dom.blockJobAbort(disk, 0)
+                except libvirt.libvirtError:
+                    pass  # the job may have just finished; the timeout is reported either way
+                raise LibvirtFailed('%s on %s of %s' % (what, disk, self.name),
+                                'did not finish within %ss (at %s of %s bytes); aborted'
+                                % (timeout, info.get('cur'), info.get('end')))
+            time.sleep(0.05)

@@ -277,3 +277,30 @@ def image_bytes(path, offset, length):
         if m:
             data += bytes.fromhex(m.group(1).replace(' ', ''))
     return bytes(data[:length])
+
+
+def assert_ram_restored(guest, offset, at, wait=2.5):
+    """After a RAM restore, the counter resumes near `at` (the tick when the snapshot was taken).
+
+    Ticks printed after `offset` by the guest before the revert are all above `at`, and a reboot
+    would start at 1, so the smallest tick seen after `offset` tells which happened.
+    """
+    guest.note_restored()
+    time.sleep(wait)
+    ticks = guest.ticks_since(offset)
+    assert ticks, 'no ticks after the revert'
+    assert at - 1 <= min(ticks) <= at + 2, 'counter after revert %r, snapshot taken at tick %d' % (ticks, at)
+
+
+def write_markers(guest, step, disks=None):
+    """Marker `stepN` at offset N*4096 of each disk: a snapshot after step N holds markers 1..N."""
+    for dev in disks or sorted(guest.disks):
+        guest.write_marker(dev, step * 4096, 'step%d-%s' % (step, dev))
+
+
+def assert_markers(guest, upto, last=6, disks=None):
+    """Markers 1..upto present, upto+1..last absent, on every disk (read by the guest)."""
+    for dev in disks or sorted(guest.disks):
+        got = [guest.read_marker(dev, k * 4096, 12) for k in range(1, last + 1)]
+        want = ['step%d-%s' % (k, dev) if k <= upto else '' for k in range(1, last + 1)]
+        assert got == want, 'disk %s: markers %r, expected %r' % (dev, got, want)

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
+
+"""lxml model of the parts of libvirt's <domain> XML the collection edits: its disks.
+
+Edits happen in place on the parsed tree, so everything else in the domain survives untouched.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible_collections.nova.snapshots.plugins.module_utils._snapshot_xml import _Attr, parse_xml
+
+try:
+    from lxml import etree
+except ImportError:
+    pass  # reported by _snapshot_xml's HAS_LXML
+
+
+class DiskXML(object):
+    device = _Attr('.', 'device')
+    type = _Attr('.', 'type')
+    target = _Attr('target', 'dev')
+    driver_type = _Attr('driver', 'type')
+
+    def __init__(self, root):
+        self.root = root
+
+    @property
+    def source_file(self):
+        src = self.root.find('source')
+        if src is None:
+            return None
+        return src.get('file') or src.get('dev')
+
+    @property
+    def readonly(self):
+        return self.root.find('readonly') is not None
+
+    @property
+    def shareable(self):
+        return self.root.find('shareable') is not None
+
+    @property
+    def writable(self):
+        """A disk a snapshot covers by default: a read-write, unshared disk with an image."""
+        return (self.device in (None, 'disk') and not self.readonly and not self.shareable
+                and self.source_file is not None)
+
+    def point_at(self, path, fmt='qcow2'):
+        """Make the disk use image `path`.
+
+        The <backingStore> element goes: an empty one means "no backing file", so keeping it
+        would hide the frozen images under a new overlay (the guest would see an empty disk).
+        Without it libvirt reads the chain from the image headers.
+        """
+        src = self.root.find('source')
+        for attr in ('dev', 'index', 'pool', 'volume'):
+            src.attrib.pop(attr, None)
+        self.root.set('type', 'file')
+        src.set('file', path)
+        driver = self.root.find('driver')
+        if driver is None:
+            driver = etree.SubElement(self.root, 'driver', name='qemu')
+        driver.set('type', fmt)
+        for bs in self.root.findall('backingStore'):
+            self.root.remove(bs)
+
+
+class DomainXML(object):
+    def __init__(self, xml):
+        """`xml` is text, or an lxml element (such as the <domain> inside a snapshot) to edit in place."""
+        self.root = parse_xml(xml) if isinstance(xml, (str, bytes)) else xml
+
+    @property
+    def name(self):
+        return self.root.findtext('name')
+
+    @property
+    def disks(self):
+        return [DiskXML(d) for d in self.root.findall('devices/disk')]
+
+    def disk(self, target):
+        for d in self.disks:
+            if d.target == target:
+                return d
+        return None
+
+    @property
+    def memory_bytes(self):
+        node = self.root.find('currentMemory')
+        if node is None:
+            node = self.root.find('memory')
+        unit = (node.get('unit') or 'KiB').lower()
+        scale = {'b': 1, 'bytes': 1, 'k': 1024, 'kib': 1024, 'kb': 1000, 'm': 1024 ** 2, 'mib': 1024 ** 2,
+                 'mb': 1000 ** 2, 'g': 1024 ** 3, 'gib': 1024 ** 3, 'gb': 1000 ** 3}.get(unit, 1024)
+        return int(node.text) * scale
+
+    def dac_label(self):
+        """(uid, gid) from a running domain's DAC seclabel, or None."""
+        for label in self.root.findall('seclabel'):
+            if label.get('model') == 'dac':
+                text = label.findtext('imagelabel') or label.findtext('label')
+                if text and ':' in text:
+                    uid, gid = text.split(':', 1)
+                    return int(uid.lstrip('+')), int(gid.lstrip('+'))
+        return None
+
+    def to_string(self):
+        return etree.tostring(self.root, encoding='unicode')

@@ -1,0 +1,213 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
+
+"""The records the collection keeps and returns: the seed's VmSnapshot and SnapshotDisk.
+
+Pure Python, no I/O. Derived facts (children, is_current, sizes on disk) are not stored: they
+are computed when a record is shown, so they can never disagree with the tree.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import binascii
+import os
+import re
+import time
+
+from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+
+SNAPSHOT_TYPES = ('internal', 'external', 'memory', 'disk_only')
+# Types whose disks are new overlays on frozen images (everything but internal).
+OVERLAY_TYPES = ('external', 'memory', 'disk_only')
+MAX_NAME_BYTES = 255
+
+
+class InvalidName(NovaError):
+    pass
+
+
+def validate_name(name, what='snapshot'):
+    """Names become libvirt names and directory names: refuse what could escape or confuse either."""
+    if not isinstance(name, str) or name == '':
+        raise InvalidName('%s name must be a non-empty string' % what)
+    problems = []
+    if '/' in name:
+        problems.append("contains '/'")
+    if name.startswith('.'):
+        problems.append("starts with '.'")
+    if '\0' in name:
+        problems.append('contains a NUL byte')
+    if re.search(r'[<>&"\']', name):
+        problems.append('contains an XML metacharacter (< > & " \')')
+    if re.search(r'[\x00-\x1f\x7f]', name.replace('\0', '')):
+        problems.append('contains a control character')
+    if len(name.encode('utf-8')) > MAX_NAME_BYTES:
+        problems.append('is longer than %d bytes' % MAX_NAME_BYTES)
+    if problems:
+        raise InvalidName('invalid %s name %r: it %s' % (what, name, ' and '.join(problems)), name=name)
+    return name
+
+
+def new_id(now=None):
+    """Sortable, unique snapshot ids: creation time plus randomness."""
+    stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime(now if now is not None else time.time()))
+    return '%s-%s' % (stamp, binascii.hexlify(os.urandom(3)).decode())
+
+
+def iso_time(epoch):
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(epoch)) if epoch is not None else None
+
+
+class SnapshotDisk(object):
+    """One disk of a snapshot: `file_path` is the image that holds the disk's state at the snapshot.
+
+    For internal snapshots that is the qcow2 file containing the snapshot; for the other types it is
+    the image that was frozen when the snapshot was taken (the new overlay went on top of it).
+    """
+
+    FIELDS = ('device', 'file_path', 'format', 'backing_file')
+
+    def __init__(self, device, file_path, format='qcow2', backing_file=None):
+        self.device = device
+        self.file_path = file_path
+        self.format = format
+        self.backing_file = backing_file
+
+    def to_dict(self):
+        return dict((f, getattr(self, f)) for f in self.FIELDS)
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**dict((f, data.get(f)) for f in cls.FIELDS))
+
+
+class VmSnapshot(object):
+    """A snapshot as the store keeps it."""
+
+    FIELDS = ('id', 'vm_name', 'name', 'description', 'snapshot_type', 'created_at', 'creation_time',
+              'vm_state', 'parent_snapshot', 'memory_file', 'config_snapshot', 'tags', 'category',
+              'origin', 'quiesced')
+
+    def __init__(self, id, vm_name, name, snapshot_type, creation_time, vm_state, disk_files,
+                 description=None, parent_snapshot=None, memory_file=None, config_snapshot=None,
+                 tags=None, category=None, origin='nova', quiesced=False, created_at=None):
+        self.id = id
+        self.vm_name = vm_name
+        self.name = name
+        self.description = description
+        self.snapshot_type = snapshot_type
+        self.creation_time = creation_time
+        self.created_at = created_at or iso_time(creation_time)
+        self.vm_state = vm_state
+        self.parent_snapshot = parent_snapshot
+        self.disk_files = list(disk_files)
+        self.memory_file = memory_file
+        self.config_snapshot = config_snapshot
+        self.tags = list(tags or [])
+        self.category = category
+        self.origin = origin          # 'nova' (made by the collection) or 'adopted' (found in libvirt)
+        self.quiesced = quiesced
+
+    @property
+    def has_overlays(self):
+        return self.snapshot_type in OVERLAY_TYPES
+
+    @property
+    def has_memory(self):
+        return self.memory_file is not None
+
+    def disk(self, device):
+        for d in self.disk_files:
+            if d.device == device:
+                return d
+        return None
+
+    def to_dict(self):
+        data = dict((f, getattr(self, f)) for f in self.FIELDS)
+        data['disk_files'] = [d.to_dict() for d in self.disk_files]
+        return data
+
+    @classmethod
+    def from_dict(cls, data):
+        kwargs = dict((f, data.get(f)) for f in cls.FIELDS if f in data)
+        kwargs['disk_files'] = [SnapshotDisk.from_dict(d) for d in data.get('disk_files', [])]
+        return cls(**kwargs)
+
+
+class Tree(object):
+    """A domain's snapshots with parent links and the current one. Children are derived."""
+
+    def __init__(self, vm_name, snapshots=None, current=None, last_revert=None, deleting=None):
+        self.vm_name = vm_name
+        self.snapshots = dict((s.id, s) for s in (snapshots or []))
+        self.current = current
+        self.last_revert = last_revert    # {'id':, 'state':} of the last revert, until the tree moves on
+        # Names being deleted: written before a delete starts, so that a crash part-way is finished
+        # by the next run instead of the half-deleted snapshot being adopted back from libvirt.
+        self.deleting = list(deleting or [])
+
+    def by_name(self, name):
+        for s in self.snapshots.values():
+            if s.name == name:
+                return s
+        return None
+
+    def children(self, snap_id):
+        return sorted((s for s in self.snapshots.values() if s.parent_snapshot == snap_id),
+                      key=lambda s: (s.creation_time or 0, s.id))
+
+    def ordered(self):
+        return sorted(self.snapshots.values(), key=lambda s: (s.creation_time or 0, s.id))
+
+    def descendants(self, snap_id):
+        out, todo = [], [snap_id]
+        while todo:
+            for child in self.children(todo.pop()):
+                out.append(child)
+                todo.append(child.id)
+        return out
+
+    def add(self, snap, make_current=True):
+        self.snapshots[snap.id] = snap
+        if make_current:
+            self.current = snap.id
+        self.last_revert = None
+
+    def remove(self, snap_id):
+        """Drop one snapshot; its children move up to its parent, and so does `current`."""
+        snap = self.snapshots.pop(snap_id)
+        for child in self.snapshots.values():
+            if child.parent_snapshot == snap_id:
+                child.parent_snapshot = snap.parent_snapshot
+        if self.current == snap_id:
+            self.current = snap.parent_snapshot
+        if self.last_revert and self.last_revert.get('id') == snap_id:
+            self.last_revert = None
+        return snap
+
+    def to_dict(self):
+        return dict(version=1, vm_name=self.vm_name, current=self.current, last_revert=self.last_revert,
+                    deleting=self.deleting, snapshots=[s.to_dict() for s in self.ordered()])
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(data['vm_name'], [VmSnapshot.from_dict(s) for s in data.get('snapshots', [])],
+                   data.get('current'), data.get('last_revert'), data.get('deleting'))
+
+    def describe(self, snap, sizes=None):
+        """The record as modules return it (the seed's VmSnapshot), derived fields filled in."""
+        data = snap.to_dict()
+        data['children'] = [c.id for c in self.children(snap.id)]
+        data['is_current'] = snap.id == self.current
+        parent = self.snapshots.get(snap.parent_snapshot)
+        data['parent_name'] = parent.name if parent else None
+        sizes = sizes or {}
+        for d in data['disk_files']:
+            d['size_bytes'] = sizes.get(d['file_path'])
+        data['size_bytes'] = sum(d['size_bytes'] or 0 for d in data['disk_files']) + (sizes.get(snap.memory_file) or 0)
+        return data
