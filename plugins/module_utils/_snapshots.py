@@ -332,6 +332,7 @@ class SnapshotManager(object):
                 self._revert_internal(snap, target, has_ram)
             else:
                 self._revert_overlays(tree, snap, target)
+                self._mark_current_in_libvirt(tree, snap)
             tree.current = snap.id
             tree.last_revert = dict(id=snap.id, state=target)
             self.store.save(tree)
@@ -384,9 +385,18 @@ class SnapshotManager(object):
             self.hypervisor.restore(snap.memory_file, saved.to_string(), paused=target == 'paused')
         else:
             self.domain.start(paused=target == 'paused')
-        xml = self.store.snapshot_xml(snap.id)
-        if xml:
-            self.domain.redefine_snapshot(xml, current=True)
+
+    def _mark_current_in_libvirt(self, tree, snap):
+        """Make `snap` libvirt's current snapshot too, with the parent our tree has."""
+        try:
+            sx = SnapshotXML(self.domain.snapshot_xml(snap.name))
+        except SnapshotNotFound:
+            saved = self.store.snapshot_xml(snap.id)
+            if saved is None:
+                return
+            sx = SnapshotXML(saved)
+        sx.parent = self._name(tree, snap.parent_snapshot)
+        self.domain.redefine_snapshot(sx.to_string(), current=True)
 
     # -- delete -------------------------------------------------------------------------------
     def plan_delete(self, tree, name, children='keep'):
