@@ -161,8 +161,18 @@ class Tree(object):
         return sorted((s for s in self.snapshots.values() if s.parent_snapshot == snap_id),
                       key=lambda s: (s.creation_time or 0, s.id))
 
+    def depth(self, snap_id):
+        depth, seen = 0, set()
+        parent = self.snapshots[snap_id].parent_snapshot
+        while parent in self.snapshots and parent not in seen:
+            seen.add(parent)
+            depth += 1
+            parent = self.snapshots[parent].parent_snapshot
+        return depth
+
     def ordered(self):
-        return sorted(self.snapshots.values(), key=lambda s: (s.creation_time or 0, s.id))
+        """Oldest first; within the same second (libvirt's resolution) parents before children."""
+        return sorted(self.snapshots.values(), key=lambda s: (s.creation_time or 0, self.depth(s.id), s.name))
 
     def descendants(self, snap_id):
         out, todo = [], [snap_id]

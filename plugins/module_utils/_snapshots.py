@@ -86,6 +86,13 @@ class SnapshotManager(object):
         return dict(changed=plan.changed, actions=plan.actions, snapshot=snapshot, adopted=adopted,
                     diff=dict(before=plan.before or {}, after=plan.after or {}))
 
+    def read(self, write=True):
+        """The reconciled tree for a read-only caller; adopting takes the lock like any change."""
+        if not write or not (self.domain.snapshot_xmls() or os.path.exists(self.store.tree_path)):
+            return self.load(write=False)
+        with self.store.lock():
+            return self.load()
+
     # -- observation --------------------------------------------------------------------------
     def domain_xml(self, inactive=False):
         return DomainXML(self.domain.xml(inactive=inactive or not self.domain.is_active))

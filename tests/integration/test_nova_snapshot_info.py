@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -19,13 +20,15 @@ def virsh(*args):
 
 def test_lists_snapshots_of_a_running_guest(guest):
     virsh('snapshot-create-as', guest.name, 'alpha', '--description', 'first one')
+    guest.write_marker('vda', 4096, 'before-beta')
     overlay = guest.dir + '/beta-vda.qcow2'
     virsh('snapshot-create-as', guest.name, 'beta', '--disk-only', '--atomic',
           '--diskspec', 'vda,file=%s' % overlay, '--diskspec', 'vdb,snapshot=no')
 
-    result = run_task(MODULE, {'domain': guest.name})
+    result = run_task(MODULE, {'domain': guest.name, 'storage_dir': guest.storage_dir})
     assert not result.get('failed'), result
     assert result['changed'] is False
+    assert result['adopted'] == {guest.name: ['alpha', 'beta']}
     assert result['domain_state'] == 'running'
     assert result['current'] == 'beta'
     by_name = {s['name']: s for s in result['snapshots']}
@@ -39,7 +42,19 @@ def test_lists_snapshots_of_a_running_guest(guest):
     assert (alpha['is_current'], beta['is_current']) == (False, True)
     assert re.match(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$', alpha['created_at'])
     assert alpha['creation_time'] <= beta['creation_time']
-    assert {d['device']: d['file'] for d in beta['disks'] if d['snapshot'] == 'external'} == {'vda': overlay}
+    # beta's state of vda is the image virsh froze under its new overlay
+    assert [(d['device'], d['file_path']) for d in beta['disk_files']] == [('vda', guest.disks['vda'])]
+    assert alpha['origin'] == beta['origin'] == 'adopted'
+
+    # adopted once: the store now knows them, and the collection can revert to virsh's snapshot
+    again = run_task(MODULE, {'domain': guest.name, 'storage_dir': guest.storage_dir})
+    assert again['adopted'] == {} and [s['id'] for s in again['snapshots']] == [alpha['id'], beta['id']]
+    guest.write_marker('vda', 4096, 'after-beta')
+    reverted = run_task('nova.snapshots.nova_snapshot', {'domain': guest.name, 'name': 'beta', 'state': 'reverted',
+                                                         'after': 'running', 'storage_dir': guest.storage_dir})
+    assert not reverted.get('failed'), reverted['msg']
+    guest.wait_ready()
+    assert guest.read_marker('vda', 4096) == 'before-beta'
 
 
 def test_filter_check_mode_and_shut_off_guest(make_guest):
@@ -47,19 +62,22 @@ def test_filter_check_mode_and_shut_off_guest(make_guest):
     for name in ('nightly-1', 'nightly-2', 'manual'):
         virsh('snapshot-create-as', guest.name, name)
 
-    result = run_task(MODULE, {'domain': guest.name, 'name': 'nightly-*'}, check=True)
+    result = run_task(MODULE, {'domain': guest.name, 'name': 'nightly-*', 'storage_dir': guest.storage_dir}, check=True)
     assert not result.get('failed'), result
     assert [s['name'] for s in result['snapshots']] == ['nightly-1', 'nightly-2']
     assert all(s['vm_state'] == 'shutoff' for s in result['snapshots'])
     assert result['current'] == 'manual'
     assert result['domain_state'] == 'shutoff'
+    # check mode lists them but adopts nothing
+    assert not os.path.exists(os.path.join(guest.storage_dir, guest.name))
 
 
 def test_domain_without_snapshots(make_guest):
     guest = make_guest(running=False)
-    result = run_task(MODULE, {'domain': guest.name})
+    result = run_task(MODULE, {'domain': guest.name, 'storage_dir': guest.storage_dir})
     assert not result.get('failed'), result
     assert result['snapshots'] == [] and result['current'] is None
+    assert not os.path.exists(guest.storage_dir)       # nothing to adopt, nothing written
 
 
 def test_unknown_domain_is_a_clear_error(conn):
@@ -73,3 +91,41 @@ def test_unreachable_uri_is_a_clear_error():
     result = run_task(MODULE, {'domain': 'anything', 'uri': uri})
     assert result['failed'] is True
     assert result['msg'].startswith("cannot connect to libvirt at '%s': " % uri), result['msg']
+
+
+def test_filters_details_and_every_domain(make_guest):
+    guest = make_guest(disks=1)
+    store = {'storage_dir': guest.storage_dir}
+    take = dict(domain=guest.name, **store)
+    for name, stype, tags, category in [('a', 'disk_only', ['update', 'security'], 'maintenance'),
+                                        ('b', 'disk_only', ['update'], None),
+                                        ('c', 'memory', ['security'], 'maintenance')]:
+        made = run_task('nova.snapshots.nova_snapshot', dict(take, name=name, snapshot_type=stype, tags=tags,
+                                                             category=category))
+        assert not made.get('failed'), made['msg']
+
+    def names(**filters):
+        result = run_task(MODULE, dict(take, **filters))
+        assert not result.get('failed'), result.get('msg')
+        return [s['name'] for s in result['snapshots']]
+
+    assert names() == ['a', 'b', 'c']
+    assert names(tags=['update', 'security']) == ['a']
+    assert names(tags=['security']) == ['a', 'c']
+    assert names(category='maintenance') == ['a', 'c']
+    assert names(snapshot_type='memory') == ['c']
+    assert names(created_after='2000-01-01') == ['a', 'b', 'c']
+    assert names(created_before='2000-01-01T00:00:00Z') == []
+
+    bad = run_task(MODULE, dict(take, created_after='yesterday-ish'))
+    assert bad['failed'] and bad['msg'].startswith("created_after: cannot read 'yesterday-ish' as a time")
+
+    detailed = run_task(MODULE, dict(take, name='b', details=True))['snapshots'][0]
+    chain = detailed['disk_files'][0]['chain']
+    # b froze the overlay a created, which sits on the guest's base image
+    assert [c['file'] for c in chain][-1] == guest.disks['vda']
+    assert len(chain) == 2 and chain[0]['format'] == 'qcow2'
+
+    every = run_task(MODULE, store)
+    assert guest.name in every['domains'] and 'domain_state' not in every
+    assert {s['name'] for s in every['snapshots'] if s['vm_name'] == guest.name} == {'a', 'b', 'c'}

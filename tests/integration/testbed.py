@@ -29,6 +29,7 @@ WORK_DIR = os.environ.get('NOVA_TEST_WORK_DIR', '/var/lib/nova-test')
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(TOP, '.build', 'collections')
 PREFIX = 'novatest-'
+DEFAULT_STORE = '/var/lib/nova/snapshots'
 
 
 class GuestError(AssertionError):
@@ -209,6 +210,7 @@ class Guest:
     def cleanup(self):
         destroy_domain(self.conn, self.name)
         shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(os.path.join(DEFAULT_STORE, self.name), ignore_errors=True)
 
 
 def destroy_domain(conn, name):
