@@ -73,10 +73,15 @@ class SnapshotManager(object):
 
     # -- running a plan -----------------------------------------------------------------------
     def run(self, check_mode, planner):
-        """Plan with planner(tree) -> Plan; apply it unless in check mode; the module's result."""
-        if check_mode:
-            tree, adopted = self.load(write=False)
-            plan = planner(tree)
+        """Plan with planner(tree) -> Plan; apply it unless in check mode; the module's result.
+
+        The first plan is made without the lock and without writing anything, so refused input
+        and no-op runs leave no trace. A change is planned again under the lock (another run may
+        have changed the tree meanwhile), then applied.
+        """
+        tree, adopted = self.load(write=False)
+        plan = planner(tree)
+        if check_mode or not (plan.changed or adopted or tree.deleting):
             snapshot = plan.snapshot if not plan.changed else plan.before
         else:
             with self.store.lock():
