@@ -243,6 +243,6 @@ class Domain(object):
                 except libvirt.libvirtError:
                     pass  # the job may have just finished; the timeout is reported either way
                 raise LibvirtFailed('%s on %s of %s' % (what, disk, self.name),
-                                'did not finish within %ss (at %s of %s bytes); aborted'
-                                % (timeout, info.get('cur'), info.get('end')))
+                                    'did not finish within %ss (at %s of %s bytes); aborted'
+                                    % (timeout, info.get('cur'), info.get('end')))
             time.sleep(0.05)

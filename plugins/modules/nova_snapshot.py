@@ -17,7 +17,7 @@ description:
   - Reverts to any of them. Internal snapshots revert through libvirt; external, memory and
     disk-only snapshots are reverted by the collection (libvirt 9.0 cannot), by starting new
     overlays on the snapshot's frozen images and restoring RAM from its memory file when it has one.
-  - Deletes any snapshot without losing what other snapshots or the running VM need: the frozen
+  - Deletes any snapshot without losing what other snapshots or the running VM needs; the frozen
     layer is merged into the image above it (block pull or commit while the VM runs, qemu-img
     rebase when it is off), and libvirt's metadata is kept in step.
   - Keeps a crash-safe metadata store under O(storage_dir); snapshots made outside the collection
@@ -160,35 +160,85 @@ snapshot:
   returned: always
   type: dict
   contains:
-    id: {description: Unique id, also the name of its directory in the store., type: str}
-    vm_name: {description: The domain., type: str}
-    name: {description: The snapshot's name., type: str}
-    description: {description: Its description., type: str}
-    snapshot_type: {description: "C(internal), C(external), C(memory) or C(disk_only).", type: str}
-    created_at: {description: Creation time (ISO 8601 UTC)., type: str}
-    creation_time: {description: Creation time (seconds since the epoch)., type: int}
-    size_bytes: {description: Bytes on disk of its frozen images and memory file., type: int}
-    vm_state: {description: "The VM state it recorded (C(running), C(paused), C(shutoff), C(disk-snapshot)).", type: str}
-    parent_snapshot: {description: Id of the parent snapshot, or null., type: str}
-    parent_name: {description: Name of the parent snapshot, or null., type: str}
-    children: {description: Ids of the child snapshots., type: list, elements: str}
-    is_current: {description: Whether it is the current snapshot., type: bool}
+    id:
+      description: Unique id, also the name of its directory in the store.
+      type: str
+    vm_name:
+      description: The domain.
+      type: str
+    name:
+      description: The snapshot's name.
+      type: str
+    description:
+      description: Its description.
+      type: str
+    snapshot_type:
+      description: C(internal), C(external), C(memory) or C(disk_only).
+      type: str
+    created_at:
+      description: Creation time (ISO 8601 UTC).
+      type: str
+    creation_time:
+      description: Creation time (seconds since the epoch).
+      type: int
+    size_bytes:
+      description: Bytes on disk of its frozen images and memory file.
+      type: int
+    vm_state:
+      description: The VM state it recorded (C(running), C(paused), C(shutoff), C(disk-snapshot)).
+      type: str
+    parent_snapshot:
+      description: Id of the parent snapshot, or null.
+      type: str
+    parent_name:
+      description: Name of the parent snapshot, or null.
+      type: str
+    children:
+      description: Ids of the child snapshots.
+      type: list
+      elements: str
+    is_current:
+      description: Whether it is the current snapshot.
+      type: bool
     disk_files:
       description: Per disk, the image that holds the disk's state at the snapshot.
       type: list
       elements: dict
       contains:
-        device: {description: Target device., type: str}
-        file_path: {description: The image (frozen for external types; the qcow2 holding an internal snapshot)., type: str}
-        format: {description: Its format., type: str}
-        size_bytes: {description: Its bytes on disk., type: int}
-        backing_file: {description: Its backing file, or null., type: str}
-    memory_file: {description: The RAM state file, or null., type: str}
-    config_snapshot: {description: File with libvirt's snapshot XML (with the domain configuration then)., type: str}
-    tags: {description: Its tags., type: list, elements: str}
-    category: {description: Its category., type: str}
-    origin: {description: "C(nova) when the collection made it, C(adopted) when it was found in libvirt.", type: str}
-    quiesced: {description: Whether guest filesystems were frozen for it., type: bool}
+        device:
+          description: Target device.
+          type: str
+        file_path:
+          description: The image (frozen for external types; the qcow2 holding an internal snapshot).
+          type: str
+        format:
+          description: Its format.
+          type: str
+        size_bytes:
+          description: Its bytes on disk.
+          type: int
+        backing_file:
+          description: Its backing file, or null.
+          type: str
+    memory_file:
+      description: The RAM state file, or null.
+      type: str
+    config_snapshot:
+      description: File with libvirt's snapshot XML (with the domain configuration then).
+      type: str
+    tags:
+      description: Its tags.
+      type: list
+      elements: str
+    category:
+      description: Its category.
+      type: str
+    origin:
+      description: C(nova) when the collection made it, C(adopted) when it was found in libvirt.
+      type: str
+    quiesced:
+      description: Whether guest filesystems were frozen for it.
+      type: bool
   sample:
     id: 20261125T204700-3fa2b1
     name: before-update

@@ -126,43 +126,92 @@ snapshots:
   type: list
   elements: dict
   contains:
-    id: {description: Unique id, also its directory in the store., type: str}
-    vm_name: {description: The domain., type: str}
-    name: {description: The snapshot's name., type: str}
-    description: {description: Its description, or null., type: str}
+    id:
+      description: Unique id, also its directory in the store.
+      type: str
+    vm_name:
+      description: The domain.
+      type: str
+    name:
+      description: The snapshot's name.
+      type: str
+    description:
+      description: Its description, or null.
+      type: str
     snapshot_type:
       description:
         - C(internal), C(external), C(memory) or C(disk_only).
         - For snapshots adopted from libvirt an external one with RAM reads as C(memory) (libvirt cannot tell them apart).
       type: str
-    created_at: {description: Creation time, ISO 8601 in UTC., type: str, sample: "2026-11-25T20:39:12Z"}
-    creation_time: {description: Creation time in seconds since the epoch., type: int}
-    vm_state: {description: "The VM state it recorded (C(running), C(paused), C(shutoff), C(disk-snapshot)).", type: str}
-    parent: {description: Name of the parent snapshot, or null for a root., type: str}
-    parent_name: {description: Same as RV(snapshots[].parent)., type: str}
-    parent_snapshot: {description: Id of the parent snapshot, or null., type: str}
-    children: {description: Ids of its children., type: list, elements: str}
-    is_current: {description: Whether it is the current snapshot., type: bool}
-    size_bytes: {description: Bytes on disk of its images and memory file., type: int}
+    created_at:
+      description: Creation time, ISO 8601 in UTC.
+      type: str
+      sample: "2026-11-25T20:39:12Z"
+    creation_time:
+      description: Creation time in seconds since the epoch.
+      type: int
+    vm_state:
+      description: The VM state it recorded (C(running), C(paused), C(shutoff), C(disk-snapshot)).
+      type: str
+    parent:
+      description: Name of the parent snapshot, or null for a root.
+      type: str
+    parent_name:
+      description: Same as RV(snapshots[].parent).
+      type: str
+    parent_snapshot:
+      description: Id of the parent snapshot, or null.
+      type: str
+    children:
+      description: Ids of its children.
+      type: list
+      elements: str
+    is_current:
+      description: Whether it is the current snapshot.
+      type: bool
+    size_bytes:
+      description: Bytes on disk of its images and memory file.
+      type: int
     disk_files:
       description: Per disk, the image holding the disk's state at the snapshot.
       type: list
       elements: dict
       contains:
-        device: {description: Target device., type: str}
-        file_path: {description: The image., type: str}
-        format: {description: Its format., type: str}
-        size_bytes: {description: Its bytes on disk., type: int}
-        backing_file: {description: Its backing file, or null., type: str}
+        device:
+          description: Target device.
+          type: str
+        file_path:
+          description: The image.
+          type: str
+        format:
+          description: Its format.
+          type: str
+        size_bytes:
+          description: Its bytes on disk.
+          type: int
+        backing_file:
+          description: Its backing file, or null.
+          type: str
         chain:
           description: With O(details), the backing chain from this image down (qemu-img info per file).
           type: list
           elements: dict
-    memory_file: {description: File holding the RAM state, or null., type: str}
-    config_snapshot: {description: File with libvirt's snapshot XML., type: str}
-    tags: {description: Its tags., type: list, elements: str}
-    category: {description: Its category., type: str}
-    origin: {description: "C(nova) when the collection made it, C(adopted) when found in libvirt.", type: str}
+    memory_file:
+      description: File holding the RAM state, or null.
+      type: str
+    config_snapshot:
+      description: File with libvirt's snapshot XML.
+      type: str
+    tags:
+      description: Its tags.
+      type: list
+      elements: str
+    category:
+      description: Its category.
+      type: str
+    origin:
+      description: C(nova) when the collection made it, C(adopted) when found in libvirt.
+      type: str
 '''
 
 import calendar

@@ -27,7 +27,7 @@ def libvirt_names(guest):
 
 
 def files_under(path):
-    return sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs) if os.path.exists(path) else []
+    return sorted(os.path.join(d, f) for d, _dirs, fs in os.walk(path) for f in fs) if os.path.exists(path) else []
 
 
 @pytest.fixture(scope='module')

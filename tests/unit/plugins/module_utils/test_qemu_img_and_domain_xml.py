@@ -35,7 +35,7 @@ def test_every_call_is_explicit_about_formats_and_locale():
         ['qemu-img', 'rebase', '-q', '-f', 'qcow2', '-F', 'raw', '-b', '/b/base.img', '/s/o.qcow2'],
         ['qemu-img', 'rebase', '-q', '-f', 'qcow2', '-b', '', '/s/o.qcow2'],
     ]
-    assert all(env == {'LC_ALL': 'C'} for _, env in run.calls)
+    assert all(env == {'LC_ALL': 'C'} for _cmd, env in run.calls)
 
 
 def test_relative_backing_paths_are_refused():
