@@ -6,7 +6,7 @@ export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
 export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
 
-.PHONY: setup demo demo-clean test sanity unit integration
+.PHONY: setup demo demo-clean test sanity unit integration bench
 
 setup:
 	@scripts/setup.sh
@@ -30,3 +30,6 @@ unit: setup
 
 integration: setup
 	$(VENV)/bin/pytest tests/integration
+
+bench: setup
+	cd bench && $(VENV)/bin/python run.py
