@@ -18,8 +18,9 @@ import subprocess
 import libvirt
 from lxml import etree
 
+from common import manager, report, timed, virsh  # first: it puts the collection and the test bed on sys.path
 import testbed
-from common import manager, report, timed, virsh
+
 
 ROUNDS = int(os.environ.get('NOVA_BENCH_ROUNDS', '3'))
 

@@ -38,6 +38,18 @@ class DiskXML(object):
         return src.get('file') or src.get('dev')
 
     @property
+    def backing_file(self):
+        """The backing image as a running domain's XML shows it: a path, '' for "none", None if not shown.
+
+        libvirt fills <backingStore> for running domains only; callers ask qemu-img otherwise.
+        """
+        bs = self.root.find('backingStore')
+        if bs is None:
+            return None
+        src = bs.find('source')
+        return (src.get('file') or src.get('dev') or '') if src is not None else ''
+
+    @property
     def readonly(self):
         return self.root.find('readonly') is not None
 

@@ -301,8 +301,9 @@ class SnapshotManager(object):
             if overlay:
                 node.append(node.makeelement('driver', type='qcow2'))
                 node.append(node.makeelement('source', file=store.overlay_path(snap_id, disk.target)))
+            backing = disk.backing_file      # from libvirt's live XML: no qemu-img call on the hot path
             frozen.append(SnapshotDisk(disk.target, disk.source_file, disk.driver_type or 'raw',
-                                       self._backing(disk.source_file)))
+                                       (backing or None) if backing is not None else self._backing(disk.source_file)))
         live = overlay and with_memory and self.domain.state == 'running'
         made = SnapshotXML(self.domain.create_snapshot(sx.to_string(), disk_only=not with_memory and overlay,
                                                        quiesce=quiesce, live=live))

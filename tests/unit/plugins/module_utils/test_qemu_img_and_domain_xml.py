@@ -81,3 +81,11 @@ def test_point_at_drops_the_empty_backing_store_and_keeps_the_rest():
     # an empty <backingStore/> would tell libvirt the overlay has no backing file
     assert vda.root.find('backingStore') is None
     assert again.root.find('devices/future-device') is not None
+
+
+def test_backing_file_from_a_running_domains_xml():
+    dom = DomainXML(DOMAIN.replace("<backingStore/>", "<backingStore type='file'><format type='qcow2'/>"
+                                   "<source file='/b/base.qcow2'/><backingStore/></backingStore>"))
+    assert dom.disk('vda').backing_file == '/b/base.qcow2'
+    assert DomainXML(DOMAIN).disk('vda').backing_file == ''        # an empty element: no backing file
+    assert DomainXML(DOMAIN).disk('vdb').backing_file is None      # not shown: ask qemu-img
