@@ -90,12 +90,12 @@ class VmSnapshot(object):
     """A snapshot as the store keeps it."""
 
     FIELDS = ('id', 'vm_name', 'name', 'description', 'snapshot_type', 'created_at', 'creation_time',
-              'vm_state', 'parent_snapshot', 'memory_file', 'config_snapshot', 'tags', 'category',
-              'origin', 'quiesced')
+              'vm_state', 'parent_snapshot', 'merge_parents', 'memory_file', 'config_snapshot', 'tags',
+              'category', 'origin', 'quiesced')
 
     def __init__(self, id, vm_name, name, snapshot_type, creation_time, vm_state, disk_files,
                  description=None, parent_snapshot=None, memory_file=None, config_snapshot=None,
-                 tags=None, category=None, origin='nova', quiesced=False, created_at=None):
+                 tags=None, category=None, origin='nova', quiesced=False, created_at=None, merge_parents=None):
         self.id = id
         self.vm_name = vm_name
         self.name = name
@@ -112,6 +112,8 @@ class VmSnapshot(object):
         self.category = category
         self.origin = origin          # 'nova' (made by the collection) or 'adopted' (found in libvirt)
         self.quiesced = quiesced
+        # A merge result records its other parents here (parent_snapshot is the target's line).
+        self.merge_parents = list(merge_parents or [])
 
     @property
     def has_overlays(self):
@@ -139,11 +141,47 @@ class VmSnapshot(object):
         return cls(**kwargs)
 
 
+class Branch(object):
+    """A named, writable line of work that starts at snapshot `base` (None: the VM's first line).
+
+    `head` is the newest snapshot taken on the branch (None until one is). While the branch is not
+    active, `disks` maps each disk to the overlay holding the branch's writes since its head, and
+    `memory_file`/`vm_state` keep its RAM when the VM was running as it was left (like a managed
+    save), so switching back resumes it exactly.
+    """
+
+    FIELDS = ('name', 'base', 'head', 'disks', 'memory_file', 'vm_state', 'created_at')
+
+    def __init__(self, name, base=None, head=None, disks=None, memory_file=None, vm_state=None, created_at=None):
+        self.name = name
+        self.base = base
+        self.head = head
+        self.disks = dict(disks or {})
+        self.memory_file = memory_file
+        self.vm_state = vm_state
+        self.created_at = created_at
+
+    @property
+    def tip(self):
+        """The snapshot the branch's state builds on: its head, or its base before any snapshot."""
+        return self.head or self.base
+
+    def to_dict(self):
+        return dict((f, getattr(self, f)) for f in self.FIELDS)
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**dict((f, data.get(f)) for f in cls.FIELDS))
+
+
 class Tree(object):
     """A domain's snapshots with parent links and the current one. Children are derived."""
 
-    def __init__(self, vm_name, snapshots=None, current=None, last_revert=None, deleting=None):
+    def __init__(self, vm_name, snapshots=None, current=None, last_revert=None, deleting=None,
+                 branches=None, active_branch=None):
         self.vm_name = vm_name
+        self.branches = dict((b.name, b) for b in (branches or []))
+        self.active_branch = active_branch   # None until the first branch exists
         self.snapshots = dict((s.id, s) for s in (snapshots or []))
         self.current = current
         self.last_revert = last_revert    # {'id':, 'state':} of the last revert, until the tree moves on
@@ -202,12 +240,15 @@ class Tree(object):
 
     def to_dict(self):
         return dict(version=1, vm_name=self.vm_name, current=self.current, last_revert=self.last_revert,
-                    deleting=self.deleting, snapshots=[s.to_dict() for s in self.ordered()])
+                    deleting=self.deleting, snapshots=[s.to_dict() for s in self.ordered()],
+                    branches=[b.to_dict() for _n, b in sorted(self.branches.items())],
+                    active_branch=self.active_branch)
 
     @classmethod
     def from_dict(cls, data):
         return cls(data['vm_name'], [VmSnapshot.from_dict(s) for s in data.get('snapshots', [])],
-                   data.get('current'), data.get('last_revert'), data.get('deleting'))
+                   data.get('current'), data.get('last_revert'), data.get('deleting'),
+                   [Branch.from_dict(b) for b in data.get('branches', [])], data.get('active_branch'))
 
     def describe(self, snap, sizes=None):
         """The record as modules return it (the seed's VmSnapshot), derived fields filled in."""
