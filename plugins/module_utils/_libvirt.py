@@ -163,6 +163,10 @@ class Domain(object):
     def start(self, paused=False):
         self._call('starting', self._dom.createWithFlags, libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
 
+    def save(self, path):
+        """Stop the VM, keeping its RAM and device state in `path` (what `virsh save` does)."""
+        self._call('saving the RAM', self._dom.save, path)
+
     def suspend(self):
         self._call('pausing', self._dom.suspend)
 

@@ -150,9 +150,10 @@ class Branch(object):
     save), so switching back resumes it exactly.
     """
 
-    FIELDS = ('name', 'base', 'head', 'disks', 'memory_file', 'vm_state', 'created_at')
+    FIELDS = ('name', 'base', 'head', 'disks', 'memory_file', 'vm_state', 'created_at', 'activating')
 
-    def __init__(self, name, base=None, head=None, disks=None, memory_file=None, vm_state=None, created_at=None):
+    def __init__(self, name, base=None, head=None, disks=None, memory_file=None, vm_state=None, created_at=None,
+                 activating=None):
         self.name = name
         self.base = base
         self.head = head
@@ -160,6 +161,9 @@ class Branch(object):
         self.memory_file = memory_file
         self.vm_state = vm_state
         self.created_at = created_at
+        # Overlays a switch to this branch is creating: written before they are, so a switch
+        # killed part-way is recognised (the VM already on them) and finished by the next run.
+        self.activating = dict(activating or {})
 
     @property
     def tip(self):

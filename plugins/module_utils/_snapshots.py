@@ -172,7 +172,9 @@ class SnapshotManager(object):
         return [t for t in tops if os.path.isfile(t)]
 
     def all_tops(self, tree):
-        return self.active_tops() + [d.file_path for s in tree.snapshots.values() for d in s.disk_files]
+        """Every image something needs: the VM's, every snapshot's and every inactive branch's."""
+        return (self.active_tops() + [d.file_path for s in tree.snapshots.values() for d in s.disk_files]
+                + [p for b in tree.branches.values() for p in list(b.disks.values()) + list(b.activating.values())])
 
     # -- create -------------------------------------------------------------------------------
     def plan_create(self, tree, name, snapshot_type, description=None, tags=None, category=None,
@@ -316,6 +318,8 @@ class SnapshotManager(object):
                           tags=tags, category=category, quiesced=bool(quiesce))
         store.save_snapshot_xml(snap_id, made.to_string())
         tree.add(snap)
+        if tree.active_branch in tree.branches:
+            tree.branches[tree.active_branch].head = snap.id
         store.save(tree)
         return self.describe(tree, snap)
 
@@ -348,6 +352,8 @@ class SnapshotManager(object):
                 self._mark_current_in_libvirt(tree, snap)
             tree.current = snap.id
             tree.last_revert = dict(id=snap.id, state=target)
+            if tree.active_branch in tree.branches:
+                tree.branches[tree.active_branch].head = snap.id     # like git reset --hard
             self.store.save(tree)
             self._gc(tree)
             return self.describe(tree, snap)
@@ -367,35 +373,51 @@ class SnapshotManager(object):
             self.domain.revert_internal(snap.name, after='paused')
 
     def _revert_overlays(self, tree, snap, target):
+        self._check_intact(snap, with_ram=target != 'shutoff')
+        self.domain.destroy()
+        persistent = DomainXML(self.domain.xml(inactive=True))
+        new = self._new_overlays(snap, persistent, self._overlay_paths(snap))
+        self.hypervisor.define(persistent.to_string())
+        self._bring_up(new, snap.memory_file, target)
+
+    def _check_intact(self, snap, with_ram):
         for d in snap.disk_files:
             if not os.path.exists(d.file_path):
                 raise NovaError("snapshot '%s' is damaged: its image %s for %s is missing" % (snap.name, d.file_path, d.device))
-        if snap.memory_file and target != 'shutoff' and not os.path.exists(snap.memory_file):
+        if snap.memory_file and with_ram and not os.path.exists(snap.memory_file):
             raise NovaError("snapshot '%s' is damaged: its memory file %s is missing" % (snap.name, snap.memory_file))
-        self.domain.destroy()
-        persistent = DomainXML(self.domain.xml(inactive=True))
+
+    def _overlay_paths(self, snap):
+        """Fresh paths for new overlays on `snap`'s frozen images (one per disk it covers)."""
+        return dict((d.device, os.path.join(self.store.active_dir, 'disk_%s-%s.qcow2'
+                                            % (d.device, binascii.hexlify(os.urandom(4)).decode())))
+                    for d in snap.disk_files)
+
+    def _new_overlays(self, snap, persistent, paths):
+        """Create overlays at `paths` on `snap`'s frozen images and point the definition at them."""
         self.store.make_dir(self.store.active_dir)
-        new = {}
         for d in snap.disk_files:
             disk = persistent.disk(d.device)
             if disk is None:
                 raise NovaError("domain '%s' no longer has disk %s that snapshot '%s' covers"
                                 % (self.domain.name, d.device, snap.name))
-            path = os.path.join(self.store.active_dir, 'disk_%s-%s.qcow2'
-                                % (d.device, binascii.hexlify(os.urandom(4)).decode()))
-            self.qemu_img.create_overlay(path, d.file_path, d.format)
-            os.chmod(path, 0o600)
-            disk.point_at(path)
-            new[d.device] = path
-        self.hypervisor.define(persistent.to_string())
+            if not os.path.exists(paths[d.device]):
+                self.qemu_img.create_overlay(paths[d.device], d.file_path, d.format)
+                os.chmod(paths[d.device], 0o600)
+            disk.point_at(paths[d.device])
+        return paths
+
+    def _bring_up(self, disks, memory_file, target):
+        """Start the (defined, stopped) VM in state `target`: from `memory_file` when there is one,
+        with its saved XML pointed at `disks`, else by booting; `shutoff` leaves it off."""
         if target == 'shutoff':
             return
-        if snap.memory_file:
-            saved = DomainXML(self.hypervisor.save_image_xml(snap.memory_file))
+        if memory_file:
+            saved = DomainXML(self.hypervisor.save_image_xml(memory_file))
             for disk in saved.disks:
-                if disk.target in new:
-                    disk.point_at(new[disk.target])
-            self.hypervisor.restore(snap.memory_file, saved.to_string(), paused=target == 'paused')
+                if disk.target in disks:
+                    disk.point_at(disks[disk.target])
+            self.hypervisor.restore(memory_file, saved.to_string(), paused=target == 'paused')
         else:
             self.domain.start(paused=target == 'paused')
 
@@ -444,6 +466,9 @@ class SnapshotManager(object):
             for disk in snap.disk_files:
                 self._drop_layer(tree, snap, disk)
             self.domain.delete_snapshot(snap.name, metadata_only=True, missing_ok=True)
+        for branch in tree.branches.values():
+            branch.base = snap.parent_snapshot if branch.base == snap.id else branch.base
+            branch.head = snap.parent_snapshot if branch.head == snap.id else branch.head
         tree.remove(snap.id)
         while snap.name in tree.deleting:
             tree.deleting.remove(snap.name)

@@ -12,7 +12,8 @@
     <storage_dir>/<vm>/snapshots/<id>/snapshot.xml        libvirt's snapshot XML, to redefine it
     <storage_dir>/<vm>/snapshots/<id>/disk_<dev>.qcow2    overlays the snapshot created
     <storage_dir>/<vm>/snapshots/<id>/memory.save         RAM state (0600)
-    <storage_dir>/<vm>/active/disk_<dev>-<hex>.qcow2      overlays a revert started
+    <storage_dir>/<vm>/active/disk_<dev>-<hex>.qcow2      overlays a revert or a new branch started
+    <storage_dir>/<vm>/branches/<name>/memory.save        RAM of a branch left while running (0600)
 
 Writes are crash-safe (temp file, fsync, rename, fsync of the directory); every change holds the
 domain's lock. Directories are 0700 and owned by the user QEMU runs as, which must reach the
@@ -89,6 +90,9 @@ class Store(object):
 
     def xml_path(self, snap_id):
         return os.path.join(self.snapshot_dir(snap_id), 'snapshot.xml')
+
+    def branch_memory_path(self, branch):
+        return os.path.join(self.root, 'branches', branch, 'memory.save')
 
     @property
     def active_dir(self):
