@@ -102,8 +102,8 @@ def bench_revert_memory(conn):
             xml_file = os.path.join(guest.dir, 'peer-%d.xml' % r)
             with open(xml_file, 'wb') as f:
                 f.write(etree.tostring(xml))
-            peer.append(timed(lambda: (virsh('destroy', guest.name), virsh('restore', memory, '--xml', xml_file,
-                                                                              '--running'))))
+            restore = ('restore', memory, '--xml', xml_file, '--running')
+            peer.append(timed(lambda: (virsh('destroy', guest.name), virsh(*restore))))
         report('revert_memory', mine, peer)
     finally:
         guest.cleanup()
