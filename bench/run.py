@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import bench_snapshot
+import bench_tree
 
 if __name__ == '__main__':
     print('# medians of %d alternating rounds on the running test guest (TCG, 192 MiB RAM, 2 x 64 MiB qcow2)'
           % bench_snapshot.ROUNDS, flush=True)
     bench_snapshot.main()
+    bench_tree.main()

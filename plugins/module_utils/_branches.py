@@ -24,10 +24,24 @@ from ansible_collections.nova.snapshots.plugins.module_utils._chains import real
 from ansible_collections.nova.snapshots.plugins.module_utils._crash import crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils._domain_xml import DomainXML
 from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError, SnapshotNotFound
-from ansible_collections.nova.snapshots.plugins.module_utils._model import Branch, validate_name
+from ansible_collections.nova.snapshots.plugins.module_utils._merge import apply_merge, plan_merge as merge_plan
+from ansible_collections.nova.snapshots.plugins.module_utils._model import Branch, SnapshotDisk, VmSnapshot, new_id, validate_name
+from ansible_collections.nova.snapshots.plugins.module_utils._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import MEMORY_MARGIN, Plan, SnapshotManager, free_bytes
+from ansible_collections.nova.snapshots.plugins.module_utils._tree import render_dot, render_text
 
 DEFAULT_BRANCH = 'main'
+
+
+class _Merging(object):
+    """What plan_merge works out before anything changes."""
+
+    def __init__(self, source_tip, target_tip, ancestor, target_branch, active):
+        self.source_tip = source_tip
+        self.target_tip = target_tip
+        self.ancestor = ancestor
+        self.target_branch = target_branch
+        self.active = active
 
 
 class TreeManager(SnapshotManager):
@@ -202,3 +216,156 @@ class TreeManager(SnapshotManager):
                 os.unlink(branch.memory_file)
             self._gc(tree)
         return Plan(True, actions, before=dict(branch=name), after={}, apply=apply)
+
+    # -- merged -------------------------------------------------------------------------------
+    def plan_merge(self, tree, source, target, conflict='fail', result_name=None):
+        """Merge the newest snapshot of `source` into branch `target` (see the module's notes)."""
+        self._require_overlays(tree)
+        source_tip = self._tip_of(tree, source, 'source')
+        target_branch = tree.branches.get(target)
+        target_tip = self._tip_of(tree, target, 'target')
+        if source_tip.id in self._ancestry(tree, target_tip.id):
+            return Plan(False, before=dict(target=target, head=target_tip.name), after=dict(target=target, head=target_tip.name),
+                        extra=dict(conflicts=[]))
+        ancestor = tree.snapshots.get(tree.common_ancestor(source_tip.id, target_tip.id))
+        if ancestor is None:
+            raise NovaError("'%s' and '%s' share no snapshot; there is nothing to merge against" % (source, target))
+        active = target == (tree.active_branch or DEFAULT_BRANCH)
+        if active and self.domain.state != 'shutoff':
+            raise NovaError("merging into the active branch '%s' needs the VM shut off (its overlays are rebased); "
+                            "domain '%s' is %s" % (target, self.domain.name, self.domain.state))
+        m = _Merging(source_tip, target_tip, ancestor, target_branch, active)
+        before = dict(target=target, head=target_tip.name)
+        if ancestor.id == target_tip.id:
+            actions = ['fast-forward %s from %s to %s' % (target, target_tip.name, source_tip.name)]
+            return Plan(True, actions, before=before, after=dict(target=target, head=source_tip.name),
+                        apply=lambda: self._fast_forward(tree, target, m), extra=dict(conflicts=[]))
+        name = result_name or 'merge-%s-into-%s' % (source, target)
+        validate_name(name)
+        if tree.by_name(name) is not None:
+            raise NovaError("a snapshot named '%s' already exists; give the merge result another result_name" % name)
+        plans, conflicts = {}, []
+        for disk in target_tip.disk_files:
+            theirs, base = source_tip.disk(disk.device), ancestor.disk(disk.device)
+            if theirs is None or base is None:
+                continue
+            plans[disk.device] = merge_plan(self.qemu_img, base.file_path, theirs.file_path, disk.file_path,
+                                            conflict, device=disk.device)
+            conflicts += ['%s: bytes %d-%d changed on both sides' % (disk.device, off, off + length - 1)
+                          for off, length in plans[disk.device].conflicts]
+        actions = ['merge %s into %s against %s (%s), as snapshot %s'
+                   % (source_tip.name, target, ancestor.name,
+                      ', '.join('%s: %d ranges from the source' % (d, len(p.copy)) for d, p in sorted(plans.items())), name)]
+        return Plan(True, actions, before=before, after=dict(target=target, head=name),
+                    apply=lambda: self._three_way(tree, target, name, m, plans), extra=dict(conflicts=conflicts))
+
+    def _tip_of(self, tree, name, what):
+        branch = tree.branches.get(name)
+        if branch is None and name == DEFAULT_BRANCH and tree.active_branch is None:
+            tip = tree.snapshots.get(tree.current)
+        elif branch is not None:
+            tip = tree.snapshots.get(branch.tip)
+        else:
+            tip = tree.by_name(name)
+            if tip is None:
+                raise NovaError("domain '%s' has no branch or snapshot named '%s' (%s)" % (self.domain.name, name, what))
+        if tip is None:
+            raise NovaError("%s '%s' has no snapshot yet" % (what, name))
+        return tip
+
+    def _ancestry(self, tree, snap_id):
+        """Every snapshot `snap_id` contains: its parents and, through merges, their other parents."""
+        seen, todo = set(), [snap_id]
+        while todo:
+            sid = todo.pop()
+            if sid in seen or sid not in tree.snapshots:
+                continue
+            seen.add(sid)
+            snap = tree.snapshots[sid]
+            todo += [snap.parent_snapshot] + list(snap.merge_parents)
+        return seen
+
+    def _ensure_branch(self, tree, name, tip):
+        self._ensure_active_branch(tree)
+        if name not in tree.branches:
+            tree.branches[name] = Branch(name, base=tip.id, created_at=int(time.time()))
+        return tree.branches[name]
+
+    def _carry_over(self, tree, branch, active, new_tip):
+        """Put the branch's own uncommitted writes on top of its new tip (header-only rebase)."""
+        if active:
+            disks = dict((d.target, d.source_file) for d in DomainXML(self.domain.xml(inactive=True)).disks if d.writable)
+        else:
+            disks = dict(branch.disks)
+        for d in new_tip.disk_files:
+            overlay = disks.get(d.device)
+            if overlay and self.store.owns(overlay) and os.path.exists(overlay):
+                self.qemu_img.rebase(overlay, d.file_path, d.format, unsafe=True)
+
+    def _fast_forward(self, tree, target, m):
+        branch = self._ensure_branch(tree, target, m.target_tip)
+        self._carry_over(tree, branch, m.active, m.source_tip)
+        branch.head = m.source_tip.id
+        if m.active:
+            tree.current = m.source_tip.id
+            self._mark_current_in_libvirt(tree, m.source_tip)
+        self.store.save(tree)
+        self._gc(tree)
+
+    def _three_way(self, tree, target, name, m, plans):
+        branch = self._ensure_branch(tree, target, m.target_tip)
+        snap_id = new_id()
+        self.store.make_dir(self.store.snapshot_dir(snap_id))
+        disks = []
+        for disk in m.target_tip.disk_files:
+            path = self.store.overlay_path(snap_id, disk.device)
+            self.qemu_img.create_overlay(path, disk.file_path, disk.format)
+            os.chmod(path, 0o600)
+            if disk.device in plans:
+                apply_merge(self.qemu_img, m.source_tip.disk(disk.device).file_path, path, plans[disk.device].copy)
+            disks.append(SnapshotDisk(disk.device, path, 'qcow2', disk.file_path))
+        crash_point('merge-written')
+        snap = VmSnapshot(snap_id, self.domain.name, name, 'disk_only', int(time.time()), 'shutoff', disks,
+                          description='merge of %s into %s' % (m.source_tip.name, target),
+                          parent_snapshot=m.target_tip.id, merge_parents=[m.source_tip.id])
+        self.store.save_snapshot_xml(snap_id, self._snapshot_xml(snap, m.target_tip.name))
+        tree.add(snap, make_current=m.active)
+        self._carry_over(tree, branch, m.active, snap)
+        branch.head = snap_id
+        self.store.save(tree)
+        crash_point('merge-recorded')
+        # libvirt learns of it last: a run that dies before this redefines it from the store.
+        self.domain.redefine_snapshot(self.store.snapshot_xml(snap_id), current=m.active)
+        self._gc(tree)
+
+    def _snapshot_xml(self, snap, parent_name):
+        """libvirt's record of a snapshot the collection made itself (a merge result)."""
+        sx = SnapshotXML()
+        sx.name, sx.description, sx.state, sx.creation_time = snap.name, snap.description, snap.vm_state, snap.creation_time
+        sx.parent = parent_name
+        sx.memory_mode = 'no'
+        node = sx.root.makeelement('disks')
+        sx.root.append(node)
+        for d in snap.disk_files:
+            el = node.makeelement('disk', name=d.device, snapshot='external')
+            el.append(el.makeelement('source', file=d.file_path))
+            node.append(el)
+        sx.root.append(DomainXML(self.domain.xml(inactive=True)).root)
+        return sx.to_string()
+
+    # -- the whole tree, as modules return it -------------------------------------------------
+    def tree_view(self, tree):
+        current = tree.snapshots.get(tree.current)
+        return dict(tree=nested_nodes(tree), branches=self.branches(tree), current=current.name if current else None,
+                    tree_text=render_text(tree), tree_dot=render_dot(tree))
+
+
+def nested_nodes(tree):
+    """Roots first, each node {name, type, created_at, children}; built without recursion (deep chains)."""
+    nodes = dict((s.id, dict(name=s.name, type=s.snapshot_type, created_at=s.created_at, children=[]))
+                 for s in tree.snapshots.values())
+    roots = []
+    for snap in tree.ordered():
+        parent = nodes.get(snap.parent_snapshot)
+        (parent['children'] if parent is not None else roots).append(nodes[snap.id])
+    return roots

@@ -35,7 +35,35 @@ class ImageInfo(object):
         self.backing_file = backing
         self.backing_format = data.get('backing-filename-format')
         self.snapshots = [s.get('name') for s in data.get('snapshots', [])]
+        self.cluster_size = data.get('cluster-size')
         self.raw = data
+
+
+class MapExtent(object):
+    """One entry of `qemu-img map --output=json`.
+
+    `depth` is the index in the backing chain of the image the bytes come from (0: the image mapped
+    itself); `present` is false where no image of the chain has the range allocated.
+    """
+
+    def __init__(self, data):
+        self.start = data['start']
+        self.length = data['length']
+        self.depth = data['depth']
+        self.data = data.get('data', False)
+        self.zero = data.get('zero', False)
+        self.present = data.get('present', True)
+
+
+def byte_window(path, fmt, offset, length):
+    """A `json:` filename that opens bytes [offset, offset+length) of the disk `path` shows as a raw image.
+
+    The format of `path` is stated (its backing chain comes from its header, which always names formats);
+    json.dumps quotes any path safely.
+    """
+    spec = {'driver': 'raw', 'offset': offset, 'size': length,
+            'file': {'driver': fmt, 'file': {'filename': os.path.abspath(path)}}}
+    return 'json:' + json.dumps(spec, sort_keys=True)
 
 
 class QemuImg(object):
@@ -63,17 +91,40 @@ class QemuImg(object):
             args += ['-f', fmt]
         return [ImageInfo(d) for d in json.loads(self.run(*(args + [path])))]
 
+    def map(self, path, fmt='qcow2'):
+        """[MapExtent] covering the whole disk `path` shows, read through its backing chain."""
+        return [MapExtent(d) for d in json.loads(self.run('map', '--output=json', '-U', '-f', fmt, path))]
+
+    def extract(self, path, fmt, offset, length, dest):
+        """Bytes [offset, offset+length) of the disk `path` shows into a new raw file `dest` (sparse where zero)."""
+        self.run('convert', '-U', '-f', 'raw', '-O', 'raw', byte_window(path, fmt, offset, length), dest)
+
+    def copy_bytes(self, source, source_fmt, dest, dest_fmt, offset, length):
+        """Write bytes [offset, offset+length) of the disk `source` shows into `dest` at the same offset.
+
+        `qemu-img convert -n` between two byte windows: it streams with bounded buffers, writes zeros as
+        zeros (the image below `dest` does not show through) and leaves the rest of `dest` as it was.
+        (`qemu-img dd` is no help here: QEMU 7.2 counts `count` from the start of the input, not from `skip`.)
+        """
+        self.run('convert', '-U', '-n', '-f', 'raw', '-O', 'raw',
+                 byte_window(source, source_fmt, offset, length), byte_window(dest, dest_fmt, offset, length))
+
     def create_overlay(self, path, backing, backing_format):
         if not os.path.isabs(backing):
             raise QemuImgFailed('refusing a relative backing path %r for %s' % (backing, path))
         self.run('create', '-q', '-f', 'qcow2', '-F', backing_format, '-b', backing, path)
 
-    def rebase(self, path, backing, backing_format, fmt='qcow2'):
-        """Safe rebase: `path` keeps what a guest sees while its backing becomes `backing` (or none)."""
+    def rebase(self, path, backing, backing_format, fmt='qcow2', unsafe=False):
+        """Safe rebase: `path` keeps what a guest sees while its backing becomes `backing` (or none).
+
+        unsafe=True only rewrites the header: what `path` does not hold itself then comes from the
+        new backing (used to carry a branch's own writes over onto a merge result).
+        """
+        mode = ['-u'] if unsafe else []
         if backing is None:
-            self.run('rebase', '-q', '-f', fmt, '-b', '', path)
+            self.run(*(['rebase', '-q'] + mode + ['-f', fmt, '-b', '', path]))
         else:
-            self.run('rebase', '-q', '-f', fmt, '-F', backing_format, '-b', backing, path)
+            self.run(*(['rebase', '-q'] + mode + ['-f', fmt, '-F', backing_format, '-b', backing, path]))
 
     def check(self, path, fmt='qcow2'):
         rc, out, err = self._run_command([self.binary, 'check', '--output=json', '-U', '-f', fmt, path],

@@ -39,8 +39,9 @@ MEMORY_MARGIN = 1.1                   # a memory file can exceed guest RAM a lit
 class Plan(object):
     """What an operation would do: `changed`, human-readable `actions`, diff `before`/`after`."""
 
-    def __init__(self, changed, actions=None, before=None, after=None, snapshot=None, apply=None):
+    def __init__(self, changed, actions=None, before=None, after=None, snapshot=None, apply=None, extra=None):
         self.changed = changed
+        self.extra = extra or {}      # further keys for the module's result (merge conflicts, ...)
         self.actions = actions or []
         self.before = before
         self.after = after
@@ -88,8 +89,10 @@ class SnapshotManager(object):
                 tree, adopted = self.load()
                 plan = planner(tree)
                 snapshot = plan.apply() if plan.changed else plan.snapshot
-        return dict(changed=plan.changed, actions=plan.actions, snapshot=snapshot, adopted=adopted,
-                    diff=dict(before=plan.before or {}, after=plan.after or {}))
+        result = dict(changed=plan.changed, actions=plan.actions, snapshot=snapshot, adopted=adopted,
+                      diff=dict(before=plan.before or {}, after=plan.after or {}))
+        result.update(plan.extra)
+        return result
 
     def read(self, write=True):
         """The reconciled tree for a read-only caller; adopting takes the lock like any change."""
@@ -119,6 +122,14 @@ class SnapshotManager(object):
         for sx in sorted(pending, key=lambda s: (s.creation_time or 0, s.name)):
             tree.add(self._adopt(tree, sx), make_current=False)
             adopted.append(sx.name)
+        if write:
+            # Ours but missing from libvirt (a run died before telling it): tell it now.
+            for snap in tree.ordered():
+                saved = self.store.snapshot_xml(snap.id)
+                if snap.name not in in_libvirt and snap.name not in tree.deleting and saved:
+                    sx = SnapshotXML(saved)
+                    sx.parent = self._name(tree, snap.parent_snapshot)
+                    self.domain.redefine_snapshot(sx.to_string(), current=snap.id == tree.current)
         if adopted:
             current = tree.by_name(self.domain.current_snapshot_name() or '')
             tree.current = current.id if current else tree.current

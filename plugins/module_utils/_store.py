@@ -32,7 +32,7 @@ import time
 from contextlib import contextmanager
 
 from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._model import Tree
+from ansible_collections.nova.snapshots.plugins.module_utils._tree import Tree
 
 
 class LockTimeout(NovaError):

@@ -231,7 +231,7 @@ def destroy_domain(conn, name):
                       | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
 
 
-def run_task(module, args, check=False, diff=False, tmp_path=None):
+def run_task(module, args, check=False, diff=False, tmp_path=None, environment=None):
     """Run one task through ansible-playbook, the way users do, and return its registered result.
 
     The task never stops the play (ignore_errors), so a failure comes back as a result with
@@ -243,7 +243,7 @@ def run_task(module, args, check=False, diff=False, tmp_path=None):
         'hosts': 'localhost', 'gather_facts': False,
         'tasks': [
             {'name': 'task under test', module: args, 'register': 'r', 'ignore_errors': True,
-             'check_mode': check, 'diff': diff},
+             'check_mode': check, 'diff': diff, 'environment': environment or {}},
             {'name': 'save result', 'ansible.builtin.copy': {'content': '{{ r | to_json }}', 'dest': out},
              'check_mode': False},
         ],

@@ -1,0 +1,235 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
+
+"""Block-level three-way merge of qcow2 disk states.
+
+The ancestor state is image A; the source and target states are read through images S and T whose
+backing chains both contain A. What a side changed since A is what the layers of its chain above A
+have allocated (zero clusters included). That over-approximates change, so ranges both sides
+allocated are compared byte by byte before they count as conflicts.
+
+Ranges are lists of (offset, length) in disk bytes, sorted and coalesced.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import shutil
+import tempfile
+
+from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+
+POLICIES = ('fail', 'source', 'target')
+DEFAULT_GRANULARITY = 65536             # qcow2's default cluster size
+COMPARE_CHUNK = 16 * 1024 * 1024        # bytes extracted per side at a time when comparing
+
+
+class MergeConflict(NovaError):
+    """Both sides changed the same bytes differently and the policy is `fail`."""
+
+    def __init__(self, device, conflicts):
+        spans = ', '.join('%d-%d' % (off, off + length - 1) for off, length in conflicts)
+        prefix = '%s: ' % device if device else ''
+        super(MergeConflict, self).__init__('%sbytes %s changed on both sides' % (prefix, spans),
+                                            device=device, conflicts=list(conflicts))
+        self.device = device
+        self.conflicts = list(conflicts)
+
+
+class MergePlan(object):
+    """What merging the source into the target does; every range list is sorted and coalesced.
+
+    copy: ranges to write from the source into the result (conflicts included when policy is `source`).
+    conflicts: ranges both sides changed to different bytes.
+    identical: ranges both sides changed to the same bytes (nothing to do).
+    """
+
+    def __init__(self, device, policy, source_changed, target_changed, copy, conflicts, identical, granularity):
+        self.device = device
+        self.policy = policy
+        self.source_changed = source_changed
+        self.target_changed = target_changed
+        self.copy = copy
+        self.conflicts = conflicts
+        self.identical = identical
+        self.granularity = granularity
+
+    @property
+    def copy_bytes(self):
+        return sum(length for _off, length in self.copy)
+
+
+# Interval arithmetic on sorted lists of half-open (start, end) spans.
+
+def _coalesce(spans):
+    out = []
+    for start, end in sorted(spans):
+        if end <= start:
+            continue
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _intersect(a, b):
+    out = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if start < end:
+            out.append((start, end))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _subtract(a, b):
+    out = []
+    j = 0
+    for start, end in a:
+        while j < len(b) and b[j][1] <= start:
+            j += 1
+        k = j
+        while k < len(b) and b[k][0] < end:
+            if b[k][0] > start:
+                out.append((start, b[k][0]))
+            start = max(start, b[k][1])
+            k += 1
+        if start < end:
+            out.append((start, end))
+    return out
+
+
+def _pieces(start, end, size):
+    """Split [start, end) at the multiples of `size`."""
+    while start < end:
+        cut = min(end, (start // size + 1) * size)
+        yield start, cut
+        start = cut
+
+
+def _ranges(spans):
+    return [(start, end - start) for start, end in spans]
+
+
+def _spans(ranges):
+    return _coalesce((off, off + length) for off, length in ranges)
+
+
+def _side(qemu_img, top, ancestor, fmt):
+    """(changed spans, chain of `top` as [ImageInfo], index of `ancestor` in it)."""
+    chain = qemu_img.chain(top, fmt)
+    paths = [top] + [info.backing_file for info in chain[:-1]]
+    want = os.path.realpath(ancestor)
+    depths = [i for i, path in enumerate(paths) if path and os.path.realpath(path) == want]
+    if not depths:
+        raise NovaError('%s is not in the backing chain of %s (%s)' % (ancestor, top, ' <- '.join(str(p) for p in paths)),
+                        image=top, ancestor=ancestor, chain=paths)
+    depth = depths[0]
+    if depth == 0:
+        return [], chain, depth
+    # One map of the top is enough: an extent's depth is the topmost layer that allocates it, so it
+    # is allocated in some layer above the ancestor exactly when that depth is above the ancestor's.
+    spans = [(e.start, e.start + e.length) for e in qemu_img.map(top, fmt) if e.present and e.depth < depth]
+    return _coalesce(spans), chain, depth
+
+
+def changed_ranges(qemu_img, top, ancestor, fmt='qcow2'):
+    """Ranges allocated in the layers of `top`'s chain strictly above `ancestor`.
+
+    `fmt` is the format of `top`; the formats below come from the image headers.
+    Raises NovaError if `ancestor` is not in the backing chain of `top`.
+    """
+    return _ranges(_side(qemu_img, top, ancestor, fmt)[0])
+
+
+def _granularity(layers):
+    sizes = [info.cluster_size for info in layers if info.cluster_size]
+    return min(sizes) if sizes else DEFAULT_GRANULARITY
+
+
+def _read_exactly(handle, length):
+    data = handle.read(length)
+    if len(data) != length:
+        raise NovaError('short read from %s: %d of %d bytes' % (handle.name, len(data), length))
+    return data
+
+
+def _compare(qemu_img, source, target, fmt, spans, granularity, tmpdir):
+    """Split `spans` into (identical, different) by the bytes each side shows, block by block."""
+    identical, different = [], []
+    if not spans:
+        return identical, different
+    scratch = tempfile.mkdtemp(prefix='nova-merge-', dir=tmpdir)
+    try:
+        src_file, tgt_file = os.path.join(scratch, 'source.raw'), os.path.join(scratch, 'target.raw')
+        for start, end in spans:
+            for chunk_start, chunk_end in _pieces(start, end, COMPARE_CHUNK):
+                qemu_img.extract(source, fmt, chunk_start, chunk_end - chunk_start, src_file)
+                qemu_img.extract(target, fmt, chunk_start, chunk_end - chunk_start, tgt_file)
+                with open(src_file, 'rb') as src, open(tgt_file, 'rb') as tgt:
+                    for block_start, block_end in _pieces(chunk_start, chunk_end, granularity):
+                        length = block_end - block_start
+                        same = _read_exactly(src, length) == _read_exactly(tgt, length)
+                        (identical if same else different).append((block_start, block_end))
+                os.unlink(src_file)
+                os.unlink(tgt_file)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _coalesce(identical), _coalesce(different)
+
+
+def plan_merge(qemu_img, ancestor, source, target, policy='fail', device=None, fmt='qcow2', tmpdir=None):
+    """Plan merging the changes `source` made since `ancestor` into `target`; returns a MergePlan.
+
+    `fmt` is the format of `source` and `target` (the images below name theirs in their headers).
+    Ranges both sides changed are compared at the smallest cluster size of the layers above the
+    ancestor; their bytes are extracted into a scratch directory under `tmpdir` (removed afterwards).
+    Raises MergeConflict when `policy` is `fail` and there are conflicts, NovaError when `ancestor`
+    is not in both chains or the two disks differ in size.
+    """
+    if policy not in POLICIES:
+        raise NovaError('unknown merge policy %r (expected one of %s)' % (policy, ', '.join(POLICIES)))
+    src_spans, src_chain, src_depth = _side(qemu_img, source, ancestor, fmt)
+    tgt_spans, tgt_chain, tgt_depth = _side(qemu_img, target, ancestor, fmt)
+    src_size, tgt_size = src_chain[0].virtual_size, tgt_chain[0].virtual_size
+    if src_size != tgt_size:
+        raise NovaError('%scannot merge disks of different sizes: source %s is %s bytes, target %s is %s bytes'
+                        % ('%s: ' % device if device else '', source, src_size, target, tgt_size),
+                        device=device, source=source, target=target)
+    granularity = _granularity(src_chain[:src_depth] + tgt_chain[:tgt_depth])
+    identical, conflicts = _compare(qemu_img, source, target, fmt, _intersect(src_spans, tgt_spans), granularity, tmpdir)
+    if conflicts and policy == 'fail':
+        raise MergeConflict(device, _ranges(conflicts))
+    copy = _subtract(src_spans, tgt_spans)
+    if policy == 'source':
+        copy = _coalesce(copy + conflicts)
+    return MergePlan(device, policy, _ranges(src_spans), _ranges(tgt_spans), _ranges(copy),
+                     _ranges(conflicts), _ranges(identical), granularity)
+
+
+def apply_merge(qemu_img, source, result, ranges, fmt='qcow2', result_fmt='qcow2'):
+    """Write the bytes `source` shows in `ranges` into `result`, at the same offsets; returns bytes written.
+
+    `result` is normally a fresh qcow2 overlay on the target's image, so it ends up showing the target's
+    state with the source's bytes in `ranges`. Raises NovaError if the two disks differ in size.
+    """
+    spans = _spans(ranges)
+    if not spans:
+        return 0
+    src_size, res_size = qemu_img.info(source, fmt).virtual_size, qemu_img.info(result, result_fmt).virtual_size
+    if src_size != res_size or spans[-1][1] > res_size:
+        raise NovaError('cannot merge %s (%s bytes) into %s (%s bytes)' % (source, src_size, result, res_size),
+                        source=source, result=result)
+    for start, end in spans:
+        qemu_img.copy_bytes(source, fmt, result, result_fmt, start, end - start)
+    return sum(end - start for start, end in spans)
