@@ -20,6 +20,7 @@ import binascii
 import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils._chains import ChainView, needed_files, real, uppers
+from ansible_collections.nova.snapshots.plugins.module_utils._crash import crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils._domain_xml import DomainXML
 from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils._model import (
@@ -82,7 +83,7 @@ class SnapshotManager(object):
         """
         tree, adopted = self.load(write=False)
         plan = planner(tree)
-        if check_mode or not (plan.changed or adopted or tree.deleting):
+        if check_mode or not (plan.changed or adopted or tree.deleting or self.unsynced):
             snapshot = plan.snapshot if not plan.changed else plan.before
         else:
             with self.store.lock():
@@ -122,14 +123,14 @@ class SnapshotManager(object):
         for sx in sorted(pending, key=lambda s: (s.creation_time or 0, s.name)):
             tree.add(self._adopt(tree, sx), make_current=False)
             adopted.append(sx.name)
+        # Ours but missing from libvirt (a run died before telling it): tell it now.
+        self.unsynced = [s for s in tree.ordered() if s.name not in in_libvirt and s.name not in tree.deleting
+                         and os.path.exists(self.store.xml_path(s.id))]
         if write:
-            # Ours but missing from libvirt (a run died before telling it): tell it now.
-            for snap in tree.ordered():
-                saved = self.store.snapshot_xml(snap.id)
-                if snap.name not in in_libvirt and snap.name not in tree.deleting and saved:
-                    sx = SnapshotXML(saved)
-                    sx.parent = self._name(tree, snap.parent_snapshot)
-                    self.domain.redefine_snapshot(sx.to_string(), current=snap.id == tree.current)
+            for snap in self.unsynced:
+                sx = SnapshotXML(self.store.snapshot_xml(snap.id))
+                sx.parent = self._name(tree, snap.parent_snapshot)
+                self.domain.redefine_snapshot(sx.to_string(), current=snap.id == tree.current)
         if adopted:
             current = tree.by_name(self.domain.current_snapshot_name() or '')
             tree.current = current.id if current else tree.current
@@ -476,6 +477,7 @@ class SnapshotManager(object):
         else:
             for disk in snap.disk_files:
                 self._drop_layer(tree, snap, disk)
+            crash_point('delete-merged')
             self.domain.delete_snapshot(snap.name, metadata_only=True, missing_ok=True)
         for branch in tree.branches.values():
             branch.base = snap.parent_snapshot if branch.base == snap.id else branch.base

@@ -194,3 +194,101 @@ def test_a_switch_killed_part_way_is_finished_by_the_next_run(make_guest, point)
     task(TREE, guest, state='switched', name='main')
     assert_ram_restored(guest, offset, left_at)
     assert guest.read_marker('vda', 8192) == 'main-work'
+
+
+# Markers of the merge tests, each in its own 64 KiB qcow2 cluster: a block-level merge works in clusters.
+B, M, F, U = 1 << 20, 2 << 20, 3 << 20, 4 << 20
+
+
+def boot_and_read(guest, offsets=None):
+    if guest.state != 'running':
+        guest.start()
+    return [guest.read_marker('vda', off) for off in offsets or (B, M, F)]
+
+
+def test_merge_three_way_conflicts_and_fast_forward(make_guest):
+    guest = make_guest(disks=1)
+    guest.write_marker('vda', B, 'base')
+    task(SNAP, guest, name='root', snapshot_type='disk_only')
+    task(TREE, guest, state='branched', name='feature', **{'from': 'root'})
+    guest.write_marker('vda', M, 'main-1')
+    task(SNAP, guest, name='m1', snapshot_type='disk_only')
+    guest.write_marker('vda', U, 'main-uncommitted')          # main's own writes since m1
+
+    task(TREE, guest, state='switched', name='feature')
+    assert boot_and_read(guest) == ['base', '', '']
+    guest.write_marker('vda', F, 'feat-1')
+    task(SNAP, guest, name='f1', snapshot_type='disk_only')
+    guest.stop()
+
+    # three-way: main moved (m1) and feature moved (f1); different blocks, no conflict
+    merged = task(TREE, guest, state='merged', source='feature', target='main')
+    assert merged['changed'] is True and merged['conflicts'] == []
+    assert [b['head'] for b in merged['branches'] if b['name'] == 'main'] == ['merge-feature-into-main']
+    assert 'style=dashed' in merged['tree_dot']
+    again = task(TREE, guest, state='merged', source='feature', target='main')
+    assert again['changed'] is False                                 # feature is already in main
+
+    task(TREE, guest, state='switched', name='main')
+    assert boot_and_read(guest, (B, M, F, U)) == ['base', 'main-1', 'feat-1', 'main-uncommitted']
+    guest.stop()
+
+    # a real conflict: both sides change block 8192 differently
+    task(TREE, guest, state='switched', name='feature')
+    boot_and_read(guest)
+    guest.write_marker('vda', M, 'feat-2')
+    task(SNAP, guest, name='f2', snapshot_type='disk_only')
+    guest.stop()
+    refused = run_task(TREE, dict(domain=guest.name, storage_dir=guest.storage_dir, state='merged',
+                                  source='feature', target='main', result_name='m-conflict'))
+    assert refused['failed'] is True
+    assert refused['msg'] == 'vda: bytes %d-%d changed on both sides' % (M, M + 65535)
+    theirs = task(TREE, guest, state='merged', source='feature', target='main', conflict='source', result_name='m-src')
+    assert theirs['conflicts'] == ['vda: bytes %d-%d changed on both sides' % (M, M + 65535)]
+    task(TREE, guest, state='switched', name='m-src')                # a branch at the merge result
+    assert boot_and_read(guest) == ['base', 'feat-2', 'feat-1']
+    guest.stop()
+
+    # fast-forward: a branch still at root takes main's head as it is
+    task(TREE, guest, state='branched', name='behind', **{'from': 'root'})
+    ff = task(TREE, guest, state='merged', source='main', target='behind')
+    assert ff['actions'] == ['fast-forward behind from root to m-src']
+    task(TREE, guest, state='switched', name='behind')
+    assert boot_and_read(guest) == ['base', 'feat-2', 'feat-1']
+
+
+def test_merge_and_delete_killed_part_way_are_finished_by_the_next_run(make_guest):
+    guest = make_guest(disks=1)
+    guest.write_marker('vda', B, 'base')
+    task(SNAP, guest, name='root', snapshot_type='disk_only')
+    task(TREE, guest, state='branched', name='side', switch=True, **{'from': 'root'})
+    boot_and_read(guest)
+    guest.write_marker('vda', F, 'side-1')
+    task(SNAP, guest, name='s1', snapshot_type='disk_only')
+    task(TREE, guest, state='switched', name='main')
+    guest.write_marker('vda', M, 'main-1')
+    task(SNAP, guest, name='m1', snapshot_type='disk_only')
+    guest.write_marker('vda', U, 'main-2')
+    task(SNAP, guest, name='m2', snapshot_type='disk_only')
+    guest.stop()
+
+    for point in ('merge-written', 'merge-recorded'):
+        killed = run_task(TREE, dict(domain=guest.name, storage_dir=guest.storage_dir, state='merged', source='side',
+                                     target='main', result_name='joined'), environment={'NOVA_SNAPSHOTS_CRASH_AT': point})
+        assert killed.get('failed'), killed
+    finished = task(TREE, guest, state='merged', source='side', target='main', result_name='joined')
+    assert [s.getName() for s in guest.dom.listAllSnapshots() if s.getName() == 'joined'] == ['joined']
+    assert finished['changed'] is False or finished['changed'] is True
+    assert [b['head'] for b in finished['branches'] if b['name'] == 'main'] == ['joined']
+
+    # delete an inner snapshot, killed after its layer was merged, then finished
+    killed = run_task(SNAP, dict(domain=guest.name, storage_dir=guest.storage_dir, name='m1', state='absent'),
+                      environment={'NOVA_SNAPSHOTS_CRASH_AT': 'delete-merged'})
+    assert killed.get('failed'), killed
+    assert task(SNAP, guest, name='m1', state='absent')['changed'] is True
+    assert 'm1' not in [s.getName() for s in guest.dom.listAllSnapshots()]
+    for name, expected in (('m2', ['base', 'main-1', '', 'main-2']), ('joined', ['base', 'main-1', 'side-1', 'main-2']),
+                           ('s1', ['base', '', 'side-1', ''])):
+        task(TREE, guest, state='switched', name=name)
+        assert boot_and_read(guest, (B, M, F, U)) == expected, name
+        guest.stop()
