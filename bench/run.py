@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import libvirt
+
+import bench_branches
 import bench_snapshot
 import bench_tree
 
@@ -12,4 +15,6 @@ if __name__ == '__main__':
     print('# medians of %d alternating rounds on the running test guest (TCG, 192 MiB RAM, 2 x 64 MiB qcow2)'
           % bench_snapshot.ROUNDS, flush=True)
     bench_snapshot.main()
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    bench_branches.main(libvirt.open('qemu:///system'))
     bench_tree.main()

@@ -47,6 +47,16 @@ options:
   created_before:
     description: Only snapshots created before this time (same forms as O(created_after)).
     type: str
+  path_to_root:
+    description: With O(domain), answer RV(path_to_root) for this snapshot.
+    type: str
+  descendants:
+    description: With O(domain), answer RV(descendants) for this snapshot.
+    type: str
+  common_ancestor:
+    description: With O(domain), two snapshots whose nearest common ancestor RV(common_ancestor) names.
+    type: list
+    elements: str
   details:
     description:
       - Add each listed snapshot's internals - per disk, the backing chain from its image down to the
@@ -92,6 +102,14 @@ EXAMPLES = r'''
     category: maintenance
 
 # nova snapshot inspect web-server checkpoint --show-internals
+- name: Tree queries
+  nova.snapshots.nova_snapshot_info:
+    domain: web-server
+    path_to_root: experimental-feature
+    descendants: app-v1.0
+    common_ancestor: [app-v1.1, experimental-feature]
+  register: q   # q.path_to_root, q.descendants, q.common_ancestor, q.tree_text, q.branches
+
 - name: One snapshot's chain files
   nova.snapshots.nova_snapshot_info:
     domain: web-server
@@ -110,6 +128,29 @@ current:
   returned: when O(domain) is given
   type: str
   sample: app-v1.0
+branches:
+  description: The domain's branches (see M(nova.snapshots.nova_snapshot_tree)), with O(domain) only.
+  returned: when O(domain) is given
+  type: list
+  elements: dict
+tree_text:
+  description: The domain's tree drawn as text, with O(domain) only.
+  returned: when O(domain) is given
+  type: str
+path_to_root:
+  description: Names from O(path_to_root) up to its root.
+  returned: when O(path_to_root) is given
+  type: list
+  elements: str
+descendants:
+  description: Names of every snapshot below O(descendants).
+  returned: when O(descendants) is given
+  type: list
+  elements: str
+common_ancestor:
+  description: Name of the nearest common ancestor of the two O(common_ancestor) snapshots, or null.
+  returned: when O(common_ancestor) is given
+  type: str
 domains:
   description: Per domain listed, its state and current snapshot.
   returned: success
@@ -221,9 +262,9 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import SnapshotManager
+from ansible_collections.nova.snapshots.plugins.module_utils._branches import TreeManager
 
 
 def parse_time(value, option):
@@ -258,6 +299,29 @@ def chain_details(qemu_img, path):
                  backing_file=i.backing_file, internal_snapshots=i.snapshots) for i in qemu_img.chain(path)]
 
 
+def queries(manager, tree, p):
+    """path_to_root / descendants / common_ancestor, answered with snapshot names."""
+    def snap_id(name):
+        snap = tree.by_name(name)
+        if snap is None:
+            raise SnapshotNotFound(manager.domain.name, name)
+        return snap.id
+
+    def name(sid):
+        return tree.snapshots[sid].name if sid in tree.snapshots else None
+
+    out = {}
+    if p['path_to_root']:
+        out['path_to_root'] = [name(i) for i in tree.path_to_root(snap_id(p['path_to_root']))]
+    if p['descendants']:
+        out['descendants'] = [s.name for s in tree.descendants(snap_id(p['descendants']))]
+    if p['common_ancestor']:
+        if len(p['common_ancestor']) != 2:
+            raise NovaError('common_ancestor takes exactly two snapshot names')
+        out['common_ancestor'] = name(tree.common_ancestor(*[snap_id(n) for n in p['common_ancestor']]))
+    return out
+
+
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
@@ -270,6 +334,9 @@ def main():
             created_after=dict(type='str'),
             created_before=dict(type='str'),
             details=dict(type='bool', default=False),
+            path_to_root=dict(type='str'),
+            descendants=dict(type='str'),
+            common_ancestor=dict(type='list', elements='str'),
         ),
         supports_check_mode=True,
     )
@@ -282,7 +349,7 @@ def main():
         names = [p['domain']] if p['domain'] else hypervisor.domain_names()
         result = dict(changed=False, snapshots=[], domains={}, adopted={})
         for name in names:
-            manager = SnapshotManager(hypervisor, name, p['storage_dir'], qemu_img, lock_timeout=p['lock_timeout'])
+            manager = TreeManager(hypervisor, name, p['storage_dir'], qemu_img, lock_timeout=p['lock_timeout'])
             tree, adopted = manager.read(write=not module.check_mode)
             current = tree.snapshots.get(tree.current)
             result['domains'][name] = dict(state=manager.domain.state, current=current.name if current else None)
@@ -300,6 +367,9 @@ def main():
         if p['domain']:
             result['domain_state'] = result['domains'][p['domain']]['state']
             result['current'] = result['domains'][p['domain']]['current']
+            view = manager.tree_view(tree)
+            result.update(branches=view['branches'], tree_text=view['tree_text'])
+            result.update(queries(manager, tree, p))
         return result
 
     run_module(module, action)

@@ -104,6 +104,13 @@ def test_seed_tree_every_node_holds_exactly_its_history(make_guest):
     assert heads == {'main': 'app-v1.1', 'line-testing-branch': 'experimental-feature',
                      'line-minimal-config': 'production-ready'}
 
+    q = task('nova.snapshots.nova_snapshot_info', guest, path_to_root='experimental-feature', descendants='app-v1.0',
+             common_ancestor=['app-v1.1', 'experimental-feature'])
+    assert q['path_to_root'] == ['experimental-feature', 'testing-branch', 'app-v1.0', 'security-updates', 'base-install']
+    assert sorted(q['descendants']) == ['app-v1.1', 'experimental-feature', 'testing-branch']
+    assert q['common_ancestor'] == 'app-v1.0'
+    assert q['tree_text'] == text
+
     guest.stop()
     for snap, _parent, _k in SEED:
         assert visit(guest, snap) == (history(snap), history(snap)), snap
