@@ -17,7 +17,9 @@ demo: setup
 demo-clean:
 	-virsh -c qemu:///system destroy nova-demo
 	-virsh -c qemu:///system undefine nova-demo --snapshots-metadata
-	rm -rf /var/lib/nova-demo /var/lib/nova/snapshots/nova-demo
+	-virsh -c qemu:///system destroy nova-demo-web
+	-virsh -c qemu:///system undefine nova-demo-web --snapshots-metadata
+	rm -rf /var/lib/nova-demo /var/lib/nova/snapshots/nova-demo /var/lib/nova/snapshots/nova-demo-web
 
 test: setup
 	@scripts/test.sh
