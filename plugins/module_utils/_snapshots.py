@@ -196,7 +196,7 @@ class SnapshotManager(object):
         state = self.domain.state
         dom = self.domain_xml()
         writable = [d for d in dom.disks if d.writable]
-        targets = self._select_disks(dom, writable, disks)
+        targets = self.select_disks(dom, writable, disks)
         if existing is not None:
             return self._same_settings(tree, existing, snapshot_type, description, tags, category, disks)
         snapshot_type = snapshot_type or 'external'
@@ -240,7 +240,7 @@ class SnapshotManager(object):
                                 tags, category, quiesce)
         return Plan(True, actions, before=None, after=after, apply=apply)
 
-    def _select_disks(self, dom, writable, disks):
+    def select_disks(self, dom, writable, disks):
         known = dict((d.target, d) for d in dom.disks)
         if not disks:
             return set(d.target for d in writable)
