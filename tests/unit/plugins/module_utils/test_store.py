@@ -64,14 +64,15 @@ def test_lock_waits_then_fails_with_a_clear_message(tmp_path):
         start = time.time()
         with pytest.raises(LockTimeout) as e:
             with Store(str(tmp_path), 'web', lock_timeout=1).lock():
-                pass
+                raise AssertionError('took a lock another process holds')
         assert 0.9 <= time.time() - start < 5
         assert "another operation on domain 'web' holds its lock" in e.value.msg
     finally:
         release.set()
         holder.join()
-    with Store(str(tmp_path), 'web', lock_timeout=1).lock():
-        pass    # free again once the holder is gone
+    with Store(str(tmp_path), 'web', lock_timeout=1).lock():   # free again once the holder is gone
+        with open(os.path.join(str(tmp_path), 'web', '.lock')) as f:
+            assert f.read().strip() == str(os.getpid())
 
 
 def test_remove_snapshot_files_keeps_overlays_in_use(tmp_path):
