@@ -159,7 +159,20 @@ class Guest:
         raise GuestError('counter did not reach %d (at %r)' % (at_least, self.tick()))
 
     # -- disk markers -------------------------------------------------------------------------
-    def command(self, *words, timeout=20):
+    def command(self, *words, timeout=30, attempt=5):
+        """Send one command; resend it (under a new id) when no reply comes within `attempt` seconds.
+
+        Every command is idempotent, and a serial line can lose a request (e.g. sent while the
+        guest reopens the port), so resending is safe and keeps one lost line from failing a test.
+        """
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            reply = self._command_once(words, min(attempt, max(0.1, deadline - time.time())))
+            if reply is not None:
+                return reply
+        raise GuestError('no reply from guest %s to %r within %ss' % (self.name, words, timeout))
+
+    def _command_once(self, words, timeout):
         req = str(next(self._ids))
         line = (' '.join([req] + [str(w) for w in words]) + '\n').encode()
         deadline = time.time() + timeout
@@ -169,9 +182,12 @@ class Guest:
             s.sendall(line)
             buf = b''
             while time.time() < deadline:
-                chunk = s.recv(4096)
+                try:
+                    chunk = s.recv(4096)
+                except socket.timeout:
+                    return None
                 if not chunk:
-                    break
+                    return None
                 buf += chunk
                 for reply in buf.split(b'\n')[:-1]:
                     parts = reply.decode(errors='replace').split()
@@ -179,7 +195,8 @@ class Guest:
                         if parts[1] != 'ok':
                             raise GuestError('guest refused %r: %s' % (words, reply))
                         return parts[2:]
-        raise GuestError('no reply from guest to %r' % (words,))
+                s.settimeout(max(0.1, deadline - time.time()))
+        return None
 
     def write_marker(self, dev, offset, token):
         if not re.match(r'^[A-Za-z0-9_.:-]+$', token):
