@@ -210,6 +210,12 @@ class Guest:
     def read_marker(self, dev, offset, length=32):
         return self.read(dev, offset, length).rstrip(b'\0').decode(errors='replace')
 
+    def read_speed(self, dev, mib, timeout=300):
+        """Seconds the guest takes to read `mib` MiB of `dev` from the start, page cache dropped."""
+        start = time.perf_counter()
+        self.command('S', dev, mib, timeout=timeout, attempt=timeout)
+        return time.perf_counter() - start
+
     # -- guest agent --------------------------------------------------------------------------
     def wait_agent(self, timeout=30):
         """Wait until libvirt sees the guest agent connected (it lags the guest's ready line)."""
