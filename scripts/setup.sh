@@ -5,6 +5,9 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
+# One set-up at a time (parallel runs would install the collection over each other).
+exec 9>/tmp/nova-snapshots-setup.lock
+flock 9
 
 packages=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config
           gcc python3-dev python3-venv busybox-static cpio gzip qemu-guest-agent shellcheck)
