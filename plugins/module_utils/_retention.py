@@ -23,6 +23,7 @@ __metaclass__ = type
 CONDITIONAL = 'conditional'    # snapshots taken only because of a condition; no age rule
 PERIOD_SECONDS = {'hourly': 3600, 'daily': 86400, 'weekly': 7 * 86400,
                   'monthly': 28 * 86400, 'yearly': 365 * 86400}
+ORDER = {'hourly': 0, 'daily': 1, 'weekly': 2, 'monthly': 3, 'yearly': 4, CONDITIONAL: 5}
 UNITS = {'hourly': 'hours', 'daily': 'days', 'weekly': 'weeks', 'monthly': 'months', 'yearly': 'years'}
 
 
@@ -75,7 +76,8 @@ def plan_retention(records, retain, now):
         for period in rec.periods or (CONDITIONAL,):
             by_period.setdefault(period, []).append(rec)
 
-    for period, recs in by_period.items():
+    for period in sorted(by_period, key=lambda p: ORDER.get(p, len(ORDER))):
+        recs = by_period[period]
         recs.sort(key=lambda r: (r.time, r.key), reverse=True)
         count = retain.get(period)
         if count is None:
