@@ -17,9 +17,10 @@ import testbed
 def conn():
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     c = libvirt.open(testbed.URI)
-    # Domains left by an earlier run that was killed before its clean-up.
+    # Domains left by an earlier run that was killed before its clean-up (not those of a run
+    # still going on in parallel: each guest's directory names the process that made it).
     for dom in c.listAllDomains():
-        if dom.name().startswith(testbed.PREFIX):
+        if dom.name().startswith(testbed.PREFIX) and not testbed.owner_alive(dom.name()):
             testbed.destroy_domain(c, dom.name())
     os.makedirs(testbed.WORK_DIR, mode=0o755, exist_ok=True)
     yield c

@@ -74,6 +74,16 @@ def domain_xml(name, disks, directory, memory_mib=192, agent=True):
     return etree.tostring(dom, encoding='unicode')
 
 
+def owner_alive(name):
+    """Whether the process that made the test domain `name` is still running."""
+    try:
+        with open(os.path.join(WORK_DIR, name, 'owner.pid')) as f:
+            os.kill(int(f.read()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 class Guest:
     """A throwaway domain of the test guest. Use through the `make_guest` fixture."""
 
@@ -85,6 +95,8 @@ class Guest:
         self.dir = os.path.join(WORK_DIR, self.name)
         self.storage_dir = os.path.join(self.dir, 'store')
         os.makedirs(self.dir, mode=0o755)
+        with open(os.path.join(self.dir, 'owner.pid'), 'w') as f:
+            f.write(str(os.getpid()))
         self.disks = {}
         for i in range(disks):
             dev = 'vd' + 'abcdefghij'[i]
