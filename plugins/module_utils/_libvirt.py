@@ -235,12 +235,24 @@ class Domain(object):
         self._call('starting a block commit on %s' % disk, self._dom.blockCommit, disk, base, top, 0, 0)
         self._wait_block_job(disk, timeout, 'block commit')
 
-    def _wait_block_job(self, disk, timeout, what):
+    def block_commit_active(self, disk, base, timeout):
+        """Merge the active image of `disk` (and what lies above `base`) into `base`, then pivot the
+        VM onto `base`: the active image is no longer used afterwards."""
+        self._call('starting an active block commit on %s' % disk, self._dom.blockCommit, disk, base, None, 0,
+                   libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
+        self._wait_block_job(disk, timeout, 'active block commit', until_ready=True)
+        self._call('pivoting %s onto %s' % (disk, base), self._dom.blockJobAbort, disk,
+                   libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+        self._wait_block_job(disk, timeout, 'pivot')
+
+    def _wait_block_job(self, disk, timeout, what, until_ready=False):
         deadline = time.time() + timeout
         while True:
             info = self._call('reading block job of %s' % disk, self._dom.blockJobInfo, disk, 0)
             if not info:
                 return
+            if until_ready and info.get('end') and info.get('cur') == info.get('end'):
+                return      # an active commit waits in the ready state for its pivot
             if time.time() > deadline:
                 try:
                     self._dom.blockJobAbort(disk, 0)

@@ -126,6 +126,35 @@ class QemuImg(object):
         else:
             self.run(*(['rebase', '-q'] + mode + ['-f', fmt, '-F', backing_format, '-b', backing, path]))
 
+    def commit(self, top, base, fmt='qcow2'):
+        """Write `top` and every image between it and `base` into `base` (`top` is left as it was)."""
+        self.run('commit', '-q', '-d', '-f', fmt, '-b', base, top)
+
+    def measure_layer(self, path, fmt='qcow2', out_fmt='qcow2'):
+        """Bytes a new image holding only `path`'s own data needs (its backing chain left out)."""
+        spec = {'driver': fmt, 'file': {'driver': 'file', 'filename': os.path.abspath(path)}}
+        if fmt == 'qcow2':
+            spec['backing'] = None
+        out = self.run('measure', '-U', '--output=json', '-O', out_fmt, 'json:' + json.dumps(spec, sort_keys=True))
+        return json.loads(out)['required']
+
+    def rewrite_layer(self, path, dest, backing, backing_format, compression=None):
+        """A new image `dest` with `path`'s own data (qcow2), on the same backing; zeros dropped,
+        data compressed when `compression` is zlib or zstd."""
+        args = ['convert', '-q', '-f', 'qcow2', '-O', 'qcow2']
+        if compression:
+            args += ['-c', '-o', 'compression_type=%s' % compression]
+        if backing:
+            args += ['-B', backing, '-F', backing_format]
+        self.run(*(args + [path, dest]))
+
+    def compare(self, a, b):
+        """True when the disks `a` and `b` show are byte for byte equal (through their chains)."""
+        rc, out, err = self._run_command([self.binary, 'compare', '-q', '-U', a, b], environ_update={'LC_ALL': 'C'})
+        if rc in (0, 1):
+            return rc == 0
+        raise QemuImgFailed('qemu-img compare %s %s failed (rc=%d): %s' % (a, b, rc, (err or out).strip()))
+
     def check(self, path, fmt='qcow2'):
         rc, out, err = self._run_command([self.binary, 'check', '--output=json', '-U', '-f', fmt, path],
                                          environ_update={'LC_ALL': 'C'})

@@ -533,7 +533,7 @@ class SnapshotManager(object):
         self.view.invalidate()
         needed = needed_files(self.view, self.all_tops(tree))
         memory = set(real(s.memory_file) for s in tree.snapshots.values() if s.memory_file)
-        roots = [os.path.join(self.store.root, 'snapshots'), self.store.active_dir]
+        roots = [os.path.join(self.store.root, 'snapshots'), self.store.active_dir] + self.store.tier_dirs()
         for root in roots:
             if not os.path.isdir(root):
                 continue

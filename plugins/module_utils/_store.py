@@ -101,7 +101,34 @@ class Store(object):
     def owns(self, path):
         """Whether `path` is a file this store created (and so may ever delete)."""
         real = os.path.realpath(path)
-        return real.startswith(os.path.realpath(self.root) + os.sep)
+        return any(real.startswith(os.path.realpath(r) + os.sep) for r in [self.root] + self.tier_dirs())
+
+    # -- storage tiers: the domain's directories on other storage (active/archive) -----------
+    @property
+    def tiers_path(self):
+        return os.path.join(self.root, 'tiers.json')
+
+    def tier_dirs(self):
+        try:
+            with open(self.tiers_path) as f:
+                return json.load(f)
+        except (IOError, OSError, ValueError):
+            return []
+
+    def tier_dir(self, tier_root):
+        """This domain's private directory under the tier `tier_root` (recorded, so its files are ours)."""
+        if not os.path.isdir(tier_root):
+            raise NovaError('storage tier %s does not exist (create it, on the storage you want, first)' % tier_root)
+        path = os.path.join(os.path.realpath(tier_root), self.vm_name)
+        if not os.path.isdir(path):
+            os.mkdir(path, 0o700)
+        if self.owner:
+            os.chown(path, self.owner[0], self.owner[1])
+        dirs = self.tier_dirs()
+        if path not in dirs:
+            self.make_dir(self.root)
+            atomic_write(self.tiers_path, json.dumps(dirs + [path]))
+        return path
 
     # -- directories --------------------------------------------------------------------------
     def make_dir(self, path):

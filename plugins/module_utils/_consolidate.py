@@ -1,0 +1,328 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
+
+"""Chain consolidation: make a VM's backing chains short again without losing a restore point.
+
+Two steps, per disk, only when the chain is longer than the maximum or wastes more space than
+the threshold allows:
+
+1. Layers that are nobody's restore point ("anonymous": not a snapshot's image, not a branch's,
+   not used by another domain, not shared by several chains) are merged away, each run of them
+   into a neighbour: *pull* copies them up into the image above (which keeps exactly what it
+   showed), *commit* copies the image above down into the run's lowest layer, which then takes its
+   place (snapshot records and the domain follow it). Live: block pull / block commit with pivot.
+   Offline: qemu-img rebase / commit.
+2. If the VM's chain is still too long, it is made of restore points. The VM's own image then pulls
+   in the layers nearest to it, so the VM reads through at most max_chain_length images, while every
+   snapshot keeps its own images and stays restorable. That costs the space of the pulled data.
+
+Every write preserves what each restore point shows: a pull rewrites an image into an equal one, and
+a commit only writes into an anonymous layer, below an image that still covers it. An interrupted
+run (crash, full disk) therefore leaves every chain showing what it showed, and running again
+finishes the work.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+from ansible_collections.nova.snapshots.plugins.module_utils._chain_health import describe_chain
+from ansible_collections.nova.snapshots.plugins.module_utils._chains import needed_files, real
+from ansible_collections.nova.snapshots.plugins.module_utils._domain_xml import DomainXML
+from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import OVERLAY_RESERVE, Plan, disk_usage, free_bytes
+from ansible_collections.nova.snapshots.plugins.module_utils._tiers import move_layer, plan_moves
+
+METHODS = ('commit', 'pull', 'auto')
+
+
+class Merge(object):
+    """Merge the anonymous layers `run` (top-most first) with the image `upper` above them."""
+
+    def __init__(self, device, upper, run, below, method, upper_is_top):
+        self.device, self.upper, self.run, self.below = device, upper, run, below
+        self.method, self.upper_is_top = method, upper_is_top
+
+    @property
+    def into(self):
+        return self.upper if self.method == 'pull' else self.run[-1]
+
+    @property
+    def copied(self):
+        """The images whose data is copied."""
+        return self.run if self.method == 'pull' else [self.upper] + self.run[:-1]
+
+    def describe(self):
+        return dict(disk=self.device, method=self.method, layers=list(self.run), into=self.into,
+                    replaces=None if self.method == 'pull' else self.upper)
+
+
+class Shorten(object):
+    """Pull the restore-point layers nearest to the VM's image into it; `base` stays below it."""
+
+    def __init__(self, device, top, layers, base):
+        self.device, self.top, self.layers, self.base = device, top, layers, base
+        self.method = 'pull'
+
+    @property
+    def copied(self):
+        return self.layers
+
+    def describe(self):
+        return dict(disk=self.device, method='pull', layers=list(self.layers), into=self.top, replaces=None,
+                    kept_for_snapshots=True)
+
+
+class ChainContext(object):
+    """What may not be rewritten or removed, and who sits on what, across every chain that matters."""
+
+    def __init__(self, manager, tree):
+        self.m = manager
+        self.view = manager.view
+        self.pinned = {}
+        for snap in tree.snapshots.values():
+            for d in snap.disk_files:
+                self.pinned[real(d.file_path)] = "snapshot '%s'" % snap.name
+        for branch in tree.branches.values():
+            for path in list(branch.disks.values()) + list(branch.activating.values()):
+                self.pinned.setdefault(real(path), "branch '%s'" % branch.name)
+        self.uppers = {}
+        for top in manager.all_tops(tree):
+            for path in self.view.chain(top):
+                below = self.view.backing(path)
+                if below:
+                    self.uppers.setdefault(real(below), set()).add(real(path))
+        for path, above in self.uppers.items():
+            if len(above) > 1:
+                self.pinned.setdefault(path, 'several chains')
+        self._others = None
+
+    def other_domains(self):
+        """Images in other domains' chains (a template base shared by many VMs, ...): never written."""
+        if self._others is None:
+            self._others = {}
+            hv = self.m.hypervisor
+            for name in hv.domain_names():
+                if name == self.m.domain.name:
+                    continue
+                dom = hv.domain(name)
+                xmls = [dom.xml(inactive=True)] + ([dom.xml()] if dom.is_active else [])
+                for xml in xmls:
+                    for disk in DomainXML(xml).disks:
+                        if disk.source_file and os.path.isfile(disk.source_file):
+                            try:
+                                for path in self.view.chain(disk.source_file):
+                                    self._others.setdefault(real(path), "domain '%s'" % name)
+                            except NovaError:
+                                pass    # that domain's broken chain is its own problem
+        return self._others
+
+    def holder(self, path):
+        """Who needs `path` unchanged (None: an anonymous layer)."""
+        key = real(path)
+        if key in self.pinned:
+            return self.pinned[key]
+        if self.view.info(path).snapshots:
+            return 'internal snapshots inside it'
+        return self.other_domains().get(key)
+
+
+def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=80, method='auto'):
+    """A Plan that shortens the chains of `disks` (default: every writable disk)."""
+    if method not in METHODS:
+        raise NovaError('method must be one of %s, not %r' % (', '.join(METHODS), method))
+    if max_chain_length < 1:
+        raise NovaError('max_chain_length must be at least 1, not %d' % max_chain_length)
+    if threshold < 0:
+        raise NovaError('consolidate_threshold must not be negative, not %s' % threshold)
+    m = manager
+    running = m.domain.is_active
+    dom = m.domain_xml()
+    targets = m.select_disks(dom, [d for d in dom.disks if d.writable], disks)
+    ctx = ChainContext(m, tree)
+    ops, reports = [], []
+    for disk in [d for d in dom.disks if d.target in targets and d.source_file]:
+        chain = m.view.chain(disk.source_file)
+        shape = describe_chain(m.view, m.qemu_img, disk.source_file, {})
+        report = dict(disk=disk.target, length=len(chain), overhead_percent=shape['overhead_percent'],
+                      reason=None)
+        reports.append(report)
+        if len(chain) > max_chain_length:
+            report['reason'] = 'chain of %d images is longer than %d' % (len(chain), max_chain_length)
+        elif shape['overhead_percent'] > threshold:
+            report['reason'] = 'chain uses %.1f%% more space than a flattened image (threshold %s%%)' % (
+                shape['overhead_percent'], threshold)
+        else:
+            continue
+        merges, chain_after = _merges(ctx, disk.target, chain, method, running)
+        ops += merges
+        if len(chain_after) > max_chain_length:
+            if ctx.holder(chain_after[0]):
+                report['reason'] += '; %s cannot be rewritten (%s)' % (chain_after[0], ctx.holder(chain_after[0]))
+            else:
+                keep_from = len(chain_after) + 1 - max_chain_length
+                base = chain_after[keep_from] if keep_from < len(chain_after) else None
+                ops.append(Shorten(disk.target, chain_after[0], chain_after[1:keep_from], base))
+    _check_space(m, ops)
+    actions = ['%s %s into %s (%s)' % (op.method, ', '.join(op.copied), getattr(op, 'into', None) or op.top, op.device)
+               for op in ops]
+    before = dict((r['disk'], r['length']) for r in reports)
+    after = dict(before)
+    for op in ops:
+        after[op.device] -= len(op.run) if isinstance(op, Merge) else len(op.layers)
+    extra = dict(merged=[op.describe() for op in ops], chains=reports)
+
+    def apply():
+        usage = _usage(m, tree)
+        for op in ops:
+            _apply(m, tree, op, running)
+        m._gc(tree)
+        extra['space_saved'] = usage - _usage(m, tree, also=usage.files)
+        extra['left_behind'] = [f for f in usage.files if os.path.exists(f) and not m.store.owns(f)
+                                and real(f) not in needed_files(m.view, m.all_tops(tree))]
+        return None
+    return Plan(bool(ops), actions, before=dict(chain_length=before), after=dict(chain_length=after),
+                apply=apply, extra=extra)
+
+
+def _merges(ctx, device, chain, method, running):
+    """The merges of the anonymous runs of `chain`, and the chain they leave."""
+    merges, after, i = [], [chain[0]], 1
+    while i < len(chain):
+        if ctx.holder(chain[i]):
+            after.append(chain[i])
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(chain) and not ctx.holder(chain[j + 1]):
+            j += 1
+        upper, run = chain[i - 1], chain[i:j + 1]
+        below = chain[j + 1] if j + 1 < len(chain) else None
+        how = _choose(ctx, method, upper, run, i - 1 == 0, running)
+        if how is None:
+            after += run
+        else:
+            merges.append(Merge(device, upper, run, below, how, i - 1 == 0))
+            if how == 'commit':
+                after[-1] = run[-1]
+        i = j + 1
+    return merges, after
+
+
+def _choose(ctx, method, upper, run, upper_is_top, running):
+    """pull or commit for one run, or None when neither may be done."""
+    if ctx.view.info(upper).snapshots:
+        return None          # internal snapshots inside `upper` would not survive either
+    can_pull = upper_is_top or not running      # libvirt pulls only into the active image
+    if method == 'pull' and can_pull:
+        return 'pull'
+    if method == 'commit':
+        return 'commit'
+    if not can_pull:
+        return 'commit'
+    up = sum(ctx.view.info(p).actual_size or 0 for p in run)
+    down = sum(ctx.view.info(p).actual_size or 0 for p in [upper] + run[:-1])
+    return 'commit' if down < up else 'pull'
+
+
+def _check_space(m, ops):
+    """qemu-img measure each copied layer; every destination's filesystem must hold it all."""
+    need = {}
+    for op in ops:
+        dest = op.into if isinstance(op, Merge) else op.top
+        dev = os.stat(os.path.dirname(dest)).st_dev
+        need.setdefault(dev, [os.path.dirname(dest), 0])
+        need[dev][1] += sum(m.qemu_img.measure_layer(p) for p in op.copied) + OVERLAY_RESERVE
+    for directory, wanted in need.values():
+        free = free_bytes(directory)
+        if free < wanted:
+            raise NovaError('not enough free space in %s to consolidate: %d MiB needed, %d MiB free; nothing was changed'
+                            % (directory, wanted // 2 ** 20, free // 2 ** 20))
+
+
+class _Usage(int):
+    files = ()
+
+
+def _usage(m, tree, also=()):
+    files = set(needed_files(m.view, m.all_tops(tree))) | set(also)
+    u = _Usage(sum(disk_usage(f) or 0 for f in files))
+    u.files = sorted(files)
+    return u
+
+
+def _apply(m, tree, op, running):
+    device = op.device
+    if isinstance(op, Shorten) or op.method == 'pull':
+        top = op.top if isinstance(op, Shorten) else op.upper
+        base = op.base if isinstance(op, Shorten) else op.below
+        if running:
+            m.domain.block_pull(device, base, m.job_timeout)
+        else:
+            fmt = m.view.info(base).format if base else None
+            m.qemu_img.rebase(top, base, fmt)
+        m.view.invalidate()
+        return
+    target = op.run[-1]
+    if running and op.upper_is_top:
+        m.domain.block_commit_active(device, target, m.job_timeout)
+        _repoint_definition(m, device, op.upper, target)
+    elif running:
+        m.domain.block_commit(device, op.upper, target, m.job_timeout)
+    else:
+        m.qemu_img.commit(op.upper, target)
+        if op.upper_is_top:
+            _repoint_definition(m, device, op.upper, target)
+        else:
+            for above in m.view.chain(_vm_top(m, device)):
+                if real(m.view.backing(above) or '') == real(op.upper):
+                    m.qemu_img.rebase(above, target, m.view.info(target).format, unsafe=True)
+    # restore points that named the replaced image now name the image that took its place
+    for snap in tree.snapshots.values():
+        d = snap.disk(device)
+        if d and real(d.file_path) == real(op.upper):
+            d.file_path = target
+            d.backing_file = m.view.backing(target) if os.path.exists(target) else d.backing_file
+    m.store.save(tree)
+    m.view.invalidate()
+
+
+def _vm_top(m, device):
+    return m.domain_xml().disk(device).source_file
+
+
+def _repoint_definition(m, device, old, new):
+    """Point the persistent definition's disk at `new` where it still names `old`."""
+    persistent = DomainXML(m.domain.xml(inactive=True))
+    disk = persistent.disk(device)
+    if disk is not None and disk.source_file and real(disk.source_file) == real(old):
+        disk.point_at(new)
+        m.hypervisor.define(persistent.to_string())
+
+
+def plan_chains(manager, tree, disks=None, max_chain_length=10, threshold=80, method='auto',
+                active_storage=None, archive_storage=None):
+    """Consolidation, then placement on the storage tiers given (planned again after merging)."""
+    plan = plan_consolidate(manager, tree, disks, max_chain_length, threshold, method)
+    plan.extra['moved'] = []
+    if not (active_storage or archive_storage):
+        return plan
+    moves, skipped = plan_moves(manager, tree, active_storage, archive_storage)
+    plan.extra['not_moved'] = skipped
+    plan.actions += ['move %s to %s (%s)' % move for move in moves]
+    merge = plan.apply if plan.changed else None
+
+    def apply():
+        if merge:
+            merge()
+        for path, tier, _why in plan_moves(manager, tree, active_storage, archive_storage)[0]:
+            plan.extra['moved'].append(dict(file=path, to=move_layer(manager, tree, path, tier)))
+        manager._gc(tree)
+    plan.changed = plan.changed or bool(moves)
+    plan.apply = apply
+    return plan

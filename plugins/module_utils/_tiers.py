@@ -1,0 +1,102 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
+
+"""Storage tiers: frozen layers the VM reads on fast storage, the rest on slow storage.
+
+A layer is moved by copying it (sparse, same owner and mode), rebasing the images above it onto
+the copy (header only: the bytes are the same), repointing the records, and only then removing the
+old file. A crash at any point leaves every chain complete; running again finishes the move.
+Layers a running VM holds open are not moved (QEMU would keep the old file and its name).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+from ansible_collections.nova.snapshots.plugins.module_utils._chains import needed_files, real
+from ansible_collections.nova.snapshots.plugins.module_utils._chain_health import live_chain
+from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils._optimize import writable_tops
+from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import OVERLAY_RESERVE, disk_usage, free_bytes
+
+
+def _under(path, directory):
+    return real(path).startswith(real(directory) + os.sep)
+
+
+def plan_moves(manager, tree, active_storage=None, archive_storage=None):
+    """[(layer, destination directory, why)] and [skipped {file, reason}] for the tiers given."""
+    m = manager
+    tops = set(real(t) for t in writable_tops(m, tree))
+    frozen = [p for p in sorted(needed_files(m.view, m.all_tops(tree))) if p not in tops and m.store.owns(p)]
+    current = set()
+    for top in m.active_tops():
+        current.update(real(p) for p in m.view.chain(top))
+    open_now = set()
+    if m.domain.is_active:
+        for disk in m.domain_xml().disks:
+            if disk.source_file:
+                open_now.update(real(p) for p in live_chain(disk))
+    moves, skipped = [], []
+    for path in frozen:
+        if path in current and active_storage and not _under(path, active_storage):
+            if path in open_now:
+                skipped.append(dict(file=path, reason='read by the running VM; moved to active storage while it is off'))
+            else:
+                moves.append((path, active_storage, 'the VM reads it'))
+        elif path not in current and archive_storage and not _under(path, archive_storage):
+            moves.append((path, archive_storage, 'the VM does not read it'))
+    return moves, skipped
+
+
+def new_name(store, path):
+    """A name for `path` on another tier that stays unique: the store's relative path, flattened."""
+    rel = None
+    for root in [store.root] + store.tier_dirs():
+        if _under(path, root):
+            rel = os.path.relpath(real(path), real(root))
+    return (rel or os.path.basename(path)).replace(os.sep, '-')
+
+
+def move_layer(manager, tree, path, tier_root):
+    m = manager
+    dest_dir = m.store.tier_dir(tier_root)
+    dest = os.path.join(dest_dir, new_name(m.store, path))
+    size = disk_usage(path) or 0
+    if free_bytes(dest_dir) < size + OVERLAY_RESERVE:
+        raise NovaError('not enough free space in %s to move %s there (%d MiB needed); nothing was changed'
+                        % (dest_dir, path, size // 2 ** 20))
+    tmp = dest + '.nova-move'
+    rc, out, err = m.qemu_img._run_command(['cp', '--sparse=always', '--preserve=mode,ownership', path, tmp])
+    if rc != 0:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise NovaError('copying %s to %s failed: %s' % (path, tmp, (err or out).strip()))
+    with open(tmp, 'rb') as f:
+        os.fsync(f.fileno())
+    os.rename(tmp, dest)
+    fmt = m.view.info(path).format
+    for top in m.all_tops(tree):
+        for image in m.view.chain(top):
+            if real(m.view.backing(image) or '') == real(path):
+                m.qemu_img.rebase(image, dest, fmt, unsafe=True)
+    for snap in tree.snapshots.values():
+        for d in snap.disk_files:
+            if real(d.file_path) == real(path):
+                d.file_path = dest
+            if d.backing_file and real(d.backing_file) == real(path):
+                d.backing_file = dest
+    for branch in tree.branches.values():
+        for table in (branch.disks, branch.activating):
+            for dev, p in list(table.items()):
+                if real(p) == real(path):
+                    table[dev] = dest
+    m.store.save(tree)
+    m.view.invalidate()
+    os.unlink(path)
+    return dest
