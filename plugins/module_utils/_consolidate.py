@@ -110,8 +110,11 @@ class ChainContext(object):
             for name in hv.domain_names():
                 if name == self.m.domain.name:
                     continue
-                dom = hv.domain(name)
-                xmls = [dom.xml(inactive=True)] + ([dom.xml()] if dom.is_active else [])
+                try:
+                    dom = hv.domain(name)
+                    xmls = [dom.xml(inactive=True)] + ([dom.xml()] if dom.is_active else [])
+                except NovaError:
+                    continue    # undefined meanwhile
                 for xml in xmls:
                     for disk in DomainXML(xml).disks:
                         if disk.source_file and os.path.isfile(disk.source_file):
