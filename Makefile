@@ -19,7 +19,10 @@ demo-clean:
 	-virsh -c qemu:///system undefine nova-demo --snapshots-metadata
 	-virsh -c qemu:///system destroy nova-demo-web
 	-virsh -c qemu:///system undefine nova-demo-web --snapshots-metadata
-	rm -rf /var/lib/nova-demo /var/lib/nova/snapshots/nova-demo /var/lib/nova/snapshots/nova-demo-web
+	-virsh -c qemu:///system destroy nova-demo-chain
+	-virsh -c qemu:///system undefine nova-demo-chain --snapshots-metadata
+	rm -rf /var/lib/nova-demo /var/lib/nova/snapshots/nova-demo /var/lib/nova/snapshots/nova-demo-web \
+	       /var/lib/nova/snapshots/nova-demo-chain
 
 test: setup
 	@scripts/test.sh
