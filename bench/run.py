@@ -8,6 +8,8 @@ from __future__ import annotations
 import libvirt
 
 import bench_branches
+import bench_chain
+import bench_policy
 import bench_snapshot
 import bench_tree
 
@@ -18,3 +20,5 @@ if __name__ == '__main__':
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     bench_branches.main(libvirt.open('qemu:///system'))
     bench_tree.main()
+    bench_chain.main(libvirt.open('qemu:///system'))
+    bench_policy.main(libvirt.open('qemu:///system'))

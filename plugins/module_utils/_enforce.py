@@ -43,7 +43,7 @@ def match_domains(patterns, names):
 def own_records(tree, policy_name):
     """(records for the planner, newest time per period, newest time, newest shutdown snapshot's creation)."""
     records, newest, last, last_shutdown = [], {}, None, None
-    for snap in tree.ordered():
+    for snap in tree.snapshots.values():      # any order: the planner sorts
         policies, periods, purposes, at, protected = read_tags(snap.tags, snap.creation_time)
         owned = policy_name in policies and snap.category == CATEGORY and snap.origin == 'nova'
         records.append(Record(snap.name, at, periods, owned=owned, protected=protected))

@@ -40,8 +40,8 @@ class Record(object):
         self.protected = protected
 
     def __repr__(self):
-        return 'Record(%r, %r, %r, owned=%r, protected=%r)' % (self.key, self.time, self.periods, self.owned,
-                                                                self.protected)
+        return 'Record(%r, %r, %r, owned=%r, protected=%r)' % (
+            self.key, self.time, self.periods, self.owned, self.protected)
 
 
 class RetentionPlan(object):

@@ -60,14 +60,15 @@ def test_simulated_days_keep_exactly_what_the_rules_keep(make_guest):
                 schedule=dict(hourly=True, daily='00:00'), retain=dict(hourly=3, daily=2))
 
     # a bad policy fails naming the key, before anything is stored or taken
-    for bad, key in ((dict(retain=dict(hourly=3, daily=-1)), 'retain.daily'),
-                     (dict(schedule=dict(daily='25:00')), 'schedule.daily'),
-                     (dict(conditions=dict(on_uptime='soon')), 'conditions.on_uptime')):
-        for state in ('present', 'enforced'):
-            failed = policy(guest, **dict(keys, state=state, now=START.isoformat(), **bad))
-            assert failed['failed'] is True and ("policy 'p': %s " % key) in failed['msg'], failed['msg']
-    unknown = policy(guest, **dict(keys, state='enforced', retain=dict(hourly=3, fortnightly=1)))
-    assert unknown['failed'] is True and 'retain.fortnightly' in unknown['msg']
+    for bad, key, state in ((dict(retain=dict(hourly=3, daily=-1)), 'retain.daily', 'present'),
+                            (dict(schedule=dict(daily='25:00')), 'schedule.daily', 'enforced'),
+                            (dict(conditions=dict(on_uptime='soon')), 'conditions.on_uptime', 'enforced')):
+        args = dict(keys, state=state, now=START.isoformat())
+        args.update(bad)
+        failed = policy(guest, **args)
+        assert failed['failed'] is True and ("policy 'p': %s " % key) in failed['msg'], failed['msg']
+    unknown = policy(guest, **dict(keys, state='enforced', schedule=dict(hourly=True, fortnightly='monday 01:00')))
+    assert unknown['failed'] is True and 'schedule.fortnightly' in unknown['msg']
     assert libvirt_names(guest) == []
     assert not os.path.exists(os.path.join(guest.storage_dir, 'policies'))
 
@@ -85,6 +86,8 @@ def test_simulated_days_keep_exactly_what_the_rules_keep(make_guest):
                                                          tags=tags, category=category, storage_dir=guest.storage_dir)))
 
     taken_at = {}        # snapshot name -> step whose markers it holds
+    # the worked example of docs/policy.md: which runs prune the snapshots of which earlier runs
+    prunes = {5: [2], 6: [3], 7: [4], 9: [1, 6]}
     for k in range(1, STEPS + 1):
         write_markers(guest, k)
         now = step_time(k).isoformat()
@@ -99,6 +102,7 @@ def test_simulated_days_keep_exactly_what_the_rules_keep(make_guest):
         taken = result['taken'][0]
         assert sorted(taken['purposes']) == (['daily', 'hourly'] if k % 4 == 1 else ['hourly'])
         taken_at[taken['name']] = k
+        assert sorted(taken_at[p['name']] for p in result['pruned']) == prunes.get(k, [])
         if k == 5:
             assert (dry['taken'], dry['pruned']) == (result['taken'], result['pruned'])   # the plan was the truth
         assert 'kept-forever' in [x['name'] for x in result['kept'] if x['rules'] == ['protected']]

@@ -145,13 +145,13 @@ def test_last_slot_is_the_latest_instant_not_after_now(entry, offset):
 def test_due_periods():
     policy = parse_policy(dict(ISSUE_POLICY, schedule=dict(hourly=True, daily='02:00')), 'web')
     now = at(2026, 11, 25, 2, 30)
-    assert [p for p, _ in due_periods(policy, now, {})] == ['hourly', 'daily']
+    assert [p for p, _slot in due_periods(policy, now, {})] == ['hourly', 'daily']
     newest = {'hourly': at(2026, 11, 25, 2).timestamp(), 'daily': at(2026, 11, 24, 2).timestamp()}
-    assert [(p, s) for p, s in due_periods(policy, now, newest)] == [('daily', at(2026, 11, 25, 2))]
+    assert due_periods(policy, now, newest) == [('daily', at(2026, 11, 25, 2))]
     newest['daily'] = at(2026, 11, 25, 2).timestamp()
     assert due_periods(policy, now, newest) == []
     policy['retain']['hourly'] = 0      # as in sanoid: a count of 0 means none are taken
-    assert [p for p, _ in due_periods(policy, now, {})] == ['daily']
+    assert [p for p, _slot in due_periods(policy, now, {})] == ['daily']
 
 
 def test_conditions():
@@ -159,9 +159,9 @@ def test_conditions():
     now = at(2026, 11, 25).timestamp()
     assert condition_purposes(policy, now, now - 3600, True, False, 5.0) == []
     got = condition_purposes(policy, now, now - 86400, True, True, 12.5)
-    assert [c for c, _ in got] == ['shutdown', 'change', 'uptime']
+    assert [c for c, _why in got] == ['shutdown', 'change', 'uptime']
     assert condition_purposes(policy, now, None, False, False, None) == []      # uptime needs a running VM
-    assert [c for c, _ in condition_purposes(policy, now, None, True, False, None)] == ['uptime']
+    assert [c for c, _why in condition_purposes(policy, now, None, True, False, None)] == ['uptime']
 
 
 # -- names and tags ----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ PERIODS = ('hourly', 'daily', 'weekly', 'monthly', 'yearly')
 
 
 def keys(pairs):
-    return [r.key for r, _ in pairs]
+    return [r.key for r, _rules in pairs]
 
 
 # -- tables ------------------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def test_one_snapshot_per_scheduled_instant_keeps_exactly_the_newest_n(period, n
     """A history taken at the schedule's instants: exactly the newest N stay (the age rule never holds one back)."""
     now = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc) + datetime.timedelta(seconds=offset)
     instants, at = [], now
-    for _ in range(slots):
+    for _step in range(slots):
         slot = last_slot(period, SPECS[period], at)
         instants.append(slot.timestamp())
         at = slot - datetime.timedelta(seconds=1)
