@@ -5,8 +5,10 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 # Outside the repository: inside it, ansible-test would ask git and see only ignored files.
-dest=${TMPDIR:-/tmp}/nova-snapshots-sanity/ansible_collections/nova/snapshots
-rm -rf "$dest"
+# A directory of its own per run, so runs side by side do not pull the files from under each other.
+base=$(mktemp -d "${TMPDIR:-/tmp}/nova-snapshots-sanity.XXXXXX")
+trap 'rm -rf "$base"' EXIT
+dest=$base/ansible_collections/nova/snapshots
 mkdir -p "$dest"
 git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$dest"
 cd "$dest"
