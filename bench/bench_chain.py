@@ -121,9 +121,9 @@ def bench_read(conn):
         chain = build_chain(work, depth, 64, 64)
         guest = guest_on(conn, work, chain[0], running=True)
         try:
-            deep = [guest.read_speed('vda', 64) for _ in range(ROUNDS)]
+            deep = [guest.read_speed("vda", 64) for _round in range(ROUNDS)]
             consolidate(guest)
-            flat = [guest.read_speed('vda', 64) for _ in range(ROUNDS)]
+            flat = [guest.read_speed("vda", 64) for _round in range(ROUNDS)]
         finally:
             guest.cleanup()
             shutil.rmtree(work, ignore_errors=True)
