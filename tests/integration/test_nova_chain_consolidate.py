@@ -238,3 +238,26 @@ def test_full_filesystem_leaves_the_chain_as_it_was(make_guest):
     finally:
         guest.stop()
         subprocess.run(['umount', small], check=False)
+
+
+def test_threshold_consolidates_a_short_but_wasteful_chain(make_guest):
+    """Three images, each holding its own copy of the same 8 MiB: short, but three times the space."""
+    guest = make_guest(disks=1, running=False)
+    for name in ('', 'copy1', 'copy2'):
+        top = anonymous_layer(guest, name) if name else guest.disks['vda']
+        subprocess.run(['qemu-io', '-f', 'qcow2', '-c', 'write -P 0x%x 1M 8M' % (0x61 + len(name)), top],
+                       check=True, capture_output=True)
+    before = ok(task(CHAIN, guest))['disks']['vda']
+    assert before['length'] == 3 and before['overhead_percent'] > 150
+
+    tolerant = ok(task(CHAIN, guest, state='consolidated', consolidate_threshold=400))
+    assert tolerant['changed'] is False and tolerant['merged'] == []
+
+    done = ok(task(CHAIN, guest, state='consolidated'))            # default threshold 80 %, length 10
+    assert done['changed'] is True and done['disks']['vda']['length'] == 1
+    assert done['disks']['vda']['overhead_percent'] < 10
+    # the merged-away images are the user's own files: left in place and listed, never deleted
+    assert sorted(done['left_behind']) == sorted([guest.disks['vda'], os.path.join(guest.dir, 'copy1.qcow2')]) \
+        or sorted(done['left_behind']) == [os.path.join(guest.dir, 'copy2.qcow2')]
+    guest.start()
+    assert guest.read('vda', 2 * 2 ** 20, 4) == b'ffff'           # the newest copy, 0x61 + len('copy2')
