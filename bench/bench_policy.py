@@ -119,8 +119,8 @@ def virsh_round(twins, r):
 
 
 def bench_enforce(conn):
-    guests = [testbed.Guest(conn, disks=1) for _ in range(VMS)]
-    twins = [testbed.Guest(conn, disks=1) for _ in range(VMS)]
+    guests = [testbed.Guest(conn, disks=1) for _vm in range(VMS)]
+    twins = [testbed.Guest(conn, disks=1) for _vm in range(VMS)]
     store_dir = os.path.join(testbed.WORK_DIR, 'bench-policy-store-%d' % os.getpid())
     try:
         start_paused(guests + twins)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import subprocess
 
 import libvirt
 from lxml import etree
@@ -67,7 +68,9 @@ def test_simulated_days_keep_exactly_what_the_rules_keep(make_guest):
         args.update(bad)
         failed = policy(guest, **args)
         assert failed['failed'] is True and ("policy 'p': %s " % key) in failed['msg'], failed['msg']
-    unknown = policy(guest, **dict(keys, state='enforced', schedule=dict(hourly=True, fortnightly='monday 01:00')))
+    args = dict(keys, state='enforced')
+    args['schedule'] = dict(hourly=True, fortnightly='monday 01:00')
+    unknown = policy(guest, **args)
     assert unknown['failed'] is True and 'schedule.fortnightly' in unknown['msg']
     assert libvirt_names(guest) == []
     assert not os.path.exists(os.path.join(guest.storage_dir, 'policies'))
@@ -158,9 +161,20 @@ def test_shutdown_queue_all_stored_policies_and_absent(make_guest):
     assert ok(policy(guest, state='enforced', now=now))['changed'] is False
     assert len(libvirt_names(guest)) == 2
 
+    # on_change_percent: 20 of the disk's 64 MiB written into its active overlay (on the host, VM off)
+    subprocess.run(['qemu-io', '-f', 'qcow2', '-c', 'write -P 7 0 20M', active_image(guest)], check=True,
+                   capture_output=True)
+    change = dict(name='changes', domain=guest.name, state='enforced', now=now)
+    assert ok(policy(guest, conditions=dict(on_change_percent=40), **change))['changed'] is False
+    took = ok(policy(guest, conditions=dict(on_change_percent=25), **change))
+    assert [t['purposes'] for t in took['taken']] == [['change']]
+    assert 'of the disk written since the last snapshot' in took['taken'][0]['reason']
+    assert ok(policy(guest, conditions=dict(on_change_percent=25), **change))['changed'] is False
+    assert len(libvirt_names(guest)) == 3
+
     missing = policy(guest, name='nope', state='enforced', now=now)
     assert missing['failed'] is True and "no policy named 'nope' is stored" in missing['msg']
     gone = ok(run_task(MODULE, dict(name='weekly', state='absent', storage_dir=store), diff=True))
     assert gone['changed'] is True and gone['diff']['before']['schedule'] == dict(weekly='sunday 03:00')
     assert ok(policy(guest, name='weekly', state='absent'))['changed'] is False
-    assert len(libvirt_names(guest)) == 2        # removing a policy keeps its snapshots
+    assert len(libvirt_names(guest)) == 3        # removing a policy keeps its snapshots
