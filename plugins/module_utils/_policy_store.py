@@ -21,6 +21,7 @@ import errno
 import json
 import os
 
+from ansible_collections.nova.snapshots.plugins.module_utils._model import validate_name
 from ansible_collections.nova.snapshots.plugins.module_utils._policy import PolicyError, parse_policy
 from ansible_collections.nova.snapshots.plugins.module_utils._store import atomic_write
 
@@ -32,6 +33,7 @@ class PolicyStore(object):
         self.queue_dir = os.path.join(storage_dir, 'queue')
 
     def path(self, name):
+        validate_name(name, 'policy')      # it becomes a file name: no '/', no leading '.'
         return os.path.join(self.dir, '%s.json' % name)
 
     def names(self):
