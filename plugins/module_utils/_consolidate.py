@@ -33,6 +33,7 @@ import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils._chain_health import describe_chain
 from ansible_collections.nova.snapshots.plugins.module_utils._chains import needed_files, real
+from ansible_collections.nova.snapshots.plugins.module_utils._crash import crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils._domain_xml import DomainXML
 from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
 from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import OVERLAY_RESERVE, Plan, disk_usage, free_bytes
@@ -178,7 +179,7 @@ def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=8
     after = dict(before)
     for op in ops:
         after[op.device] -= len(op.run) if isinstance(op, Merge) else len(op.layers)
-    extra = dict(merged=[op.describe() for op in ops], chains=reports)
+    extra = dict(merged=[op.describe() for op in ops], chains=reports, left_behind=[])
 
     def apply():
         usage = _usage(m, tree)
@@ -270,6 +271,7 @@ def _apply(m, tree, op, running):
             fmt = m.view.info(base).format if base else None
             m.qemu_img.rebase(top, base, fmt)
         m.view.invalidate()
+        crash_point('consolidate-merged')
         return
     target = op.run[-1]
     if running and op.upper_is_top:
@@ -285,6 +287,7 @@ def _apply(m, tree, op, running):
             for above in m.view.chain(_vm_top(m, device)):
                 if real(m.view.backing(above) or '') == real(op.upper):
                     m.qemu_img.rebase(above, target, m.view.info(target).format, unsafe=True)
+    crash_point('consolidate-merged')
     # restore points that named the replaced image now name the image that took its place
     for snap in tree.snapshots.values():
         d = snap.disk(device)
@@ -306,6 +309,26 @@ def _repoint_definition(m, device, old, new):
     if disk is not None and disk.source_file and real(disk.source_file) == real(old):
         disk.point_at(new)
         m.hypervisor.define(persistent.to_string())
+
+
+def settle_block_jobs(manager, disks, check_mode):
+    """Finish (or cancel, for an active commit waiting for its pivot) block jobs a killed run left.
+
+    While such a job runs, QEMU keeps the chain's images from being read consistently, so nothing
+    can be planned until it is settled."""
+    if not manager.domain.is_active:
+        return []
+    dom = manager.domain_xml()
+    targets = manager.select_disks(dom, [d for d in dom.disks if d.writable], disks)
+    busy = sorted(d for d in targets if manager.domain.block_job(d))
+    if busy and check_mode:
+        raise NovaError('a block job left by an interrupted run is still on %s of %s; run without check mode to settle it'
+                        % (', '.join(busy), manager.domain.name))
+    if busy:
+        with manager.store.lock():
+            for disk in busy:
+                manager.domain.settle_block_job(disk, manager.job_timeout)
+    return busy
 
 
 def plan_chains(manager, tree, disks=None, max_chain_length=10, threshold=80, method='auto',

@@ -18,6 +18,7 @@ __metaclass__ = type
 import time
 import traceback
 
+from ansible_collections.nova.snapshots.plugins.module_utils._crash import crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils._errors import (
     ConnectionFailed,
     DomainNotFound,
@@ -225,22 +226,43 @@ class Domain(object):
         self._call("reverting to snapshot '%s'" % name, self._dom.revertToSnapshot, self._snapshot(name), flags)
 
     # -- block jobs (bounded waits) -----------------------------------------------------------
+    def block_job(self, disk):
+        """The block job running on `disk` ({type, cur, end, ...}) or None."""
+        return self._call('reading block job of %s' % disk, self._dom.blockJobInfo, disk, 0) or None
+
+    def settle_block_job(self, disk, timeout):
+        self._settle_block_job(disk, timeout)
+
+    def _settle_block_job(self, disk, timeout):
+        """A job a killed run left behind: let a pull or commit finish; drop an active commit that
+        waits for its pivot (the chain it would change is still whole, so the next job starts clean)."""
+        info = self._call('reading block job of %s' % disk, self._dom.blockJobInfo, disk, 0)
+        if not info:
+            return
+        if info.get('type') == libvirt.VIR_DOMAIN_BLOCK_JOB_TYPE_ACTIVE_COMMIT:
+            self._call('cancelling a left-over commit on %s' % disk, self._dom.blockJobAbort, disk, 0)
+        self._wait_block_job(disk, timeout, 'left-over block job')
+
     def block_pull(self, disk, base, timeout):
         """Copy everything above `base` (None: the whole chain) into the active image of `disk`."""
+        self._settle_block_job(disk, timeout)
         self._call('starting a block pull on %s' % disk, self._dom.blockRebase, disk, base, 0, 0)
         self._wait_block_job(disk, timeout, 'block pull')
 
     def block_commit(self, disk, top, base, timeout):
         """Merge image `top` (not the active one) down into `base`; the chain then skips `top`."""
+        self._settle_block_job(disk, timeout)
         self._call('starting a block commit on %s' % disk, self._dom.blockCommit, disk, base, top, 0, 0)
         self._wait_block_job(disk, timeout, 'block commit')
 
     def block_commit_active(self, disk, base, timeout):
         """Merge the active image of `disk` (and what lies above `base`) into `base`, then pivot the
         VM onto `base`: the active image is no longer used afterwards."""
+        self._settle_block_job(disk, timeout)
         self._call('starting an active block commit on %s' % disk, self._dom.blockCommit, disk, base, None, 0,
                    libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
         self._wait_block_job(disk, timeout, 'active block commit', until_ready=True)
+        crash_point('active-commit-ready')
         self._call('pivoting %s onto %s' % (disk, base), self._dom.blockJobAbort, disk,
                    libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
         self._wait_block_job(disk, timeout, 'pivot')

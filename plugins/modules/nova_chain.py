@@ -272,7 +272,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nova.snapshots.plugins.module_utils._chain_health import check_chain, describe_chain, live_chain, problem
 from ansible_collections.nova.snapshots.plugins.module_utils._chains import real
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils._consolidate import plan_chains
+from ansible_collections.nova.snapshots.plugins.module_utils._consolidate import plan_chains, settle_block_jobs
 from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
 from ansible_collections.nova.snapshots.plugins.module_utils._optimize import plan_optimize
 from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg
@@ -342,6 +342,7 @@ def main():
             result = manager.run(module.check_mode, lambda tree: plan_optimize(
                 manager, tree, p['disks'], p['compression'], p['sparsify']))
         else:
+            settle_block_jobs(manager, p['disks'], module.check_mode)
             result = manager.run(module.check_mode, lambda tree: plan_chains(
                 manager, tree, p['disks'], p['max_chain_length'], p['consolidate_threshold'], p['method'],
                 p['active_storage'], p['archive_storage']))
