@@ -22,6 +22,7 @@ import fnmatch
 from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
 from ansible_collections.nova.snapshots.plugins.module_utils._policy import (
     CATEGORY,
+    TAG_POLICY,
     condition_purposes,
     due_periods,
     main_purpose,
@@ -41,14 +42,17 @@ def match_domains(patterns, names):
 
 
 def own_records(tree, policy_name):
-    """(records for the planner, newest time per period, newest time, newest shutdown snapshot's creation)."""
+    """(records for the planner, newest time per period, newest time, newest shutdown snapshot's creation).
+
+    Only snapshots tagged with the policy are looked at: the planner never touches the others."""
     records, newest, last, last_shutdown = [], {}, None, None
+    mark = TAG_POLICY + policy_name
     for snap in tree.snapshots.values():      # any order: the planner sorts
-        policies, periods, purposes, at, protected = read_tags(snap.tags, snap.creation_time)
-        owned = policy_name in policies and snap.category == CATEGORY and snap.origin == 'nova'
-        records.append(Record(snap.name, at, periods, owned=owned, protected=protected))
-        if policy_name not in policies:
+        if mark not in snap.tags:
             continue
+        _policies, periods, purposes, at, protected = read_tags(snap.tags, snap.creation_time)
+        owned = snap.category == CATEGORY and snap.origin == 'nova'
+        records.append(Record(snap.name, at, periods, owned=owned, protected=protected))
         for period in periods:
             newest[period] = max(newest.get(period, at), at)
         last = at if last is None else max(last, at)
