@@ -26,13 +26,15 @@ fi
 
 scripts/daemons.sh
 
-# The virtualenv is rebuilt only when the pinned requirements change.
+# The virtualenv is brought in step only when the pinned requirements change (in place, so a
+# run that uses it meanwhile keeps working).
 want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.nova-stamp 2>/dev/null)" != "$want" ]; then
-    echo "setup: building .venv from requirements-dev.txt"
-    rm -rf .venv
-    python3 -m venv .venv
-    .venv/bin/pip install -q --upgrade pip
+    echo "setup: installing requirements-dev.txt into .venv"
+    if [ ! -x .venv/bin/python ]; then
+        python3 -m venv .venv
+        .venv/bin/pip install -q --upgrade pip
+    fi
     .venv/bin/pip install -q -r requirements-dev.txt
     echo "$want" > .venv/.nova-stamp
 else
@@ -47,11 +49,19 @@ want=$( (git ls-files -co --exclude-standard 2>/dev/null || find . -type f -not 
 dest=.build/collections
 if [ "$(cat "$dest/.nova-stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: building and installing the collection into $dest"
-    rm -rf .build/dist "$dest"
-    mkdir -p .build/dist "$dest"
+    rm -rf .build/dist "$dest.new" "$dest.old"
+    mkdir -p .build/dist "$dest.new"
     .venv/bin/ansible-galaxy collection build --force --output-path .build/dist . >/dev/null
-    .venv/bin/ansible-galaxy collection install --force -p "$dest" .build/dist/nova-snapshots-*.tar.gz >/dev/null
-    echo "$want" > "$dest/.nova-stamp"
+    # (its warning that the path is not configured is expected: the Makefile and tests point at it)
+    if ! out=$(.venv/bin/ansible-galaxy collection install --force -p "$dest.new" .build/dist/nova-snapshots-*.tar.gz 2>&1); then
+        echo "$out" >&2
+        exit 1
+    fi
+    echo "$want" > "$dest.new/.nova-stamp"
+    # Swap the new copy in whole: a playbook running meanwhile never sees a half-installed collection.
+    [ -d "$dest" ] && mv "$dest" "$dest.old"
+    mv "$dest.new" "$dest"
+    rm -rf "$dest.old"
 else
     echo "setup: collection in $dest up to date"
 fi
