@@ -24,6 +24,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils._policy import (
     CATEGORY,
     TAG_POLICY,
     condition_purposes,
+    conditions_kept,
     due_periods,
     main_purpose,
     policy_tags,
@@ -125,6 +126,7 @@ class Enforcer(object):
         state = manager.domain.state
         pct = change_percent(manager) if policy['conditions'].get('on_change_percent') is not None else None
         conditions = condition_purposes(policy, self.epoch, last, state == 'running', queued is not None, pct)
+        conditions = conditions_kept(policy, periods, conditions)
         new = []
         if periods or conditions:
             purposes = [p for p, _slot in periods] + [c for c, _why in conditions]

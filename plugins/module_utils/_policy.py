@@ -344,6 +344,14 @@ def condition_purposes(policy, now_epoch, last_epoch, running, queued, change_pe
     return out
 
 
+def conditions_kept(policy, due, conditions):
+    """The conditions to act on: none when no period is due and `retain.conditional` is 0, because
+    that snapshot would be pruned at once (like a period's 0, it means: do not take them)."""
+    if conditions and not due and policy['retain'].get(CONDITIONAL) == 0:
+        return []
+    return conditions
+
+
 # -- names and tags ----------------------------------------------------------------------------------
 def main_purpose(periods, conditions):
     """The purpose a name shows: the longest period due, else the first condition."""

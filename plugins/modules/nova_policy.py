@@ -110,7 +110,7 @@ options:
       conditional:
         description:
           - Snapshots taken only because of a condition (no period was due) to keep, newest first.
-            Without it they are all kept.
+            Without it they are all kept; with V(0) none are taken.
         type: int
   conditions:
     description: Snapshots taken when something happened, checked each time the policy is enforced.
@@ -141,7 +141,7 @@ options:
   auto_consolidate:
     description:
       - After pruning, shorten each domain's chains to O(max_chain_length) with the chain consolidation
-        core (the same as M(nova.snapshots.nova_chain)'s consolidation). Default V(false).
+        core of the collection (the one behind M(nova.snapshots.nova_chain)). Default V(false).
     type: bool
   naming:
     description:

@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from ansible_collections.nova.snapshots.plugins.module_utils._policy import (
     PolicyError,
     condition_purposes,
+    conditions_kept,
     due_periods,
     last_slot,
     main_purpose,
@@ -162,6 +163,11 @@ def test_conditions():
     assert [c for c, _why in got] == ['shutdown', 'change', 'uptime']
     assert condition_purposes(policy, now, None, False, False, None) == []      # uptime needs a running VM
     assert [c for c, _why in condition_purposes(policy, now, None, True, False, None)] == ['uptime']
+    shutdown = [('shutdown', 'why')]
+    assert conditions_kept(policy, [], shutdown) == shutdown
+    policy['retain']['conditional'] = 0
+    assert conditions_kept(policy, [], shutdown) == []
+    assert conditions_kept(policy, [('daily', None)], shutdown) == shutdown    # it serves the daily: kept
 
 
 # -- names and tags ----------------------------------------------------------------------------------
