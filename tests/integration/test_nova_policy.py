@@ -62,8 +62,7 @@ def test_simulated_days_keep_exactly_what_the_rules_keep(make_guest):
 
     # a bad policy fails naming the key, before anything is stored or taken
     for bad, key, state in ((dict(retain=dict(hourly=3, daily=-1)), 'retain.daily', 'present'),
-                            (dict(schedule=dict(daily='25:00')), 'schedule.daily', 'enforced'),
-                            (dict(conditions=dict(on_uptime='soon')), 'conditions.on_uptime', 'enforced')):
+                            (dict(schedule=dict(daily='25:00')), 'schedule.daily', 'enforced')):
         args = dict(keys, state=state, now=START.isoformat())
         args.update(bad)
         failed = policy(guest, **args)
@@ -178,3 +177,32 @@ def test_shutdown_queue_all_stored_policies_and_absent(make_guest):
     assert gone['changed'] is True and gone['diff']['before']['schedule'] == dict(weekly='sunday 03:00')
     assert ok(policy(guest, name='weekly', state='absent'))['changed'] is False
     assert len(libvirt_names(guest)) == 3        # removing a policy keeps its snapshots
+
+
+def chain_length(path):
+    out = subprocess.run(['qemu-img', 'info', '-U', '--backing-chain', '--output=json', path], check=True,
+                         capture_output=True, text=True).stdout
+    return len(json.loads(out))
+
+
+def test_auto_consolidate_keeps_chains_short(make_guest):
+    guest = make_guest(disks=1)
+    keys = dict(name='short', domain=guest.name, schedule=dict(hourly=True), retain=dict(hourly=10),
+                auto_consolidate=True, max_chain_length=3, state='enforced')
+    names = []
+    for k in range(1, 6):
+        write_markers(guest, k)
+        result = ok(policy(guest, now=(START + datetime.timedelta(hours=k)).isoformat(), **keys))
+        names.append(result['taken'][0]['name'])
+        assert result['pruned'] == []
+        live = etree.fromstring(guest.dom.XMLDesc(0).encode()).xpath('devices/disk/source/@file')[0]
+        assert chain_length(live) <= 3
+        assert bool(result['consolidated']) == (k >= 3), result['consolidated']
+    again = ok(policy(guest, now=(START + datetime.timedelta(hours=5)).isoformat(), **keys))
+    assert again['changed'] is False and again['consolidated'] == []
+    assert libvirt_names(guest) == sorted(names)
+    assert_markers(guest, 5, last=5)
+    # the oldest snapshot still restores what it held, though its layers were merged
+    ok(run_task('nova.snapshots.nova_snapshot', dict(domain=guest.name, name=names[0], state='reverted',
+                                                     after='shutoff', storage_dir=guest.storage_dir)))
+    assert markers_on_host(guest, 5) == ['step1-vda', '', '', '', '']
