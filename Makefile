@@ -22,7 +22,7 @@ demo-clean:
 	-virsh -c qemu:///system destroy nova-demo-chain
 	-virsh -c qemu:///system undefine nova-demo-chain --snapshots-metadata
 	rm -rf /var/lib/nova-demo /var/lib/nova/snapshots/nova-demo /var/lib/nova/snapshots/nova-demo-web \
-	       /var/lib/nova/snapshots/nova-demo-chain
+	       /var/lib/nova/snapshots/nova-demo-chain /var/lib/nova/snapshots/policies/demo-hourly.json
 
 test: setup
 	@scripts/test.sh
