@@ -26,7 +26,7 @@ import testbed
 from ansible_collections.nova.snapshots.plugins.module_utils._consolidate import plan_consolidate  # noqa: E402
 
 ROUNDS = int(os.environ.get('NOVA_BENCH_ROUNDS', '3'))
-LAYER_MIB = int(os.environ.get('NOVA_BENCH_LAYER_MIB', '96'))
+LAYER_MIB = int(os.environ.get('NOVA_BENCH_LAYER_MIB', '256'))
 
 
 def qemu(*args):

@@ -40,6 +40,8 @@ class ChainView(object):
 
     def chain(self, path):
         """[path, its backing, ...] down to the base image."""
+        if os.path.realpath(path) not in self._info:
+            self._prefetch(path)
         out = []
         while path:
             if len(out) >= MAX_CHAIN or path in out:
@@ -49,6 +51,21 @@ class ChainView(object):
             out.append(path)
             path = self.backing(path)
         return out
+
+    def _prefetch(self, path):
+        """One `qemu-img info --backing-chain` for the whole chain instead of one call per image.
+
+        A broken chain makes it fail; the image-by-image walk then finds and names the problem."""
+        try:
+            infos = self.qemu_img.chain(path)
+        except NovaError:
+            return
+        key = path
+        for info in infos:
+            if not key:
+                break
+            self._info.setdefault(os.path.realpath(key), info)
+            key = info.backing_file
 
     def invalidate(self):
         self._info = {}

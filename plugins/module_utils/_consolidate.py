@@ -152,12 +152,16 @@ def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=8
     ops, reports = [], []
     for disk in [d for d in dom.disks if d.target in targets and d.source_file]:
         chain = m.view.chain(disk.source_file)
-        shape = describe_chain(m.view, m.qemu_img, disk.source_file, {})
-        report = dict(disk=disk.target, length=len(chain), overhead_percent=shape['overhead_percent'],
-                      reason=None)
+        report = dict(disk=disk.target, length=len(chain), reason=None)
         reports.append(report)
         if len(chain) > max_chain_length:
             report['reason'] = 'chain of %d images is longer than %d' % (len(chain), max_chain_length)
+            shape = None      # too long either way: no need to map the whole chain
+        else:
+            shape = describe_chain(m.view, m.qemu_img, disk.source_file, {})
+            report['overhead_percent'] = shape['overhead_percent']
+        if shape is None:
+            pass
         elif shape['overhead_percent'] > threshold:
             report['reason'] = 'chain uses %.1f%% more space than a flattened image (threshold %s%%)' % (
                 shape['overhead_percent'], threshold)
@@ -235,15 +239,24 @@ def _choose(ctx, method, upper, run, upper_is_top, running):
 
 
 def _check_space(m, ops):
-    """qemu-img measure each copied layer; every destination's filesystem must hold it all."""
+    """Every destination's filesystem must hold the data copied into it.
+
+    The layers' sizes on disk bound that data; only when they do not fit is each layer measured
+    exactly with `qemu-img measure` (it leaves out what a layer's file holds but does not use).
+    """
     need = {}
     for op in ops:
         dest = op.into if isinstance(op, Merge) else op.top
         dev = os.stat(os.path.dirname(dest)).st_dev
-        need.setdefault(dev, [os.path.dirname(dest), 0])
-        need[dev][1] += sum(m.qemu_img.measure_layer(p) for p in op.copied) + OVERLAY_RESERVE
-    for directory, wanted in need.values():
+        need.setdefault(dev, [os.path.dirname(dest), []])
+        need[dev][1].append(op)
+    for directory, dev_ops in need.values():
         free = free_bytes(directory)
+        copied = [p for op in dev_ops for p in op.copied]
+        reserve = OVERLAY_RESERVE * len(dev_ops)
+        if free >= sum(m.view.info(p).actual_size or 0 for p in copied) + reserve:
+            continue
+        wanted = sum(m.qemu_img.measure_layer(p) for p in copied) + reserve
         if free < wanted:
             raise NovaError('not enough free space in %s to consolidate: %d MiB needed, %d MiB free; nothing was changed'
                             % (directory, wanted // 2 ** 20, free // 2 ** 20))

@@ -262,7 +262,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError, SnapshotNotFound
+from ansible_collections.nova.snapshots.plugins.module_utils._errors import DomainNotFound, NovaError, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg
 from ansible_collections.nova.snapshots.plugins.module_utils._branches import TreeManager
 
@@ -349,8 +349,18 @@ def main():
         names = [p['domain']] if p['domain'] else hypervisor.domain_names()
         result = dict(changed=False, snapshots=[], domains={}, adopted={})
         for name in names:
-            manager = TreeManager(hypervisor, name, p['storage_dir'], qemu_img, lock_timeout=p['lock_timeout'])
-            tree, adopted = manager.read(write=not module.check_mode)
+            try:
+                manager = TreeManager(hypervisor, name, p['storage_dir'], qemu_img, lock_timeout=p['lock_timeout'])
+                tree, adopted = manager.read(write=not module.check_mode)
+            except DomainNotFound:
+                if p['domain']:
+                    raise
+                continue        # undefined since it was listed: not there to report
+            except NovaError as e:
+                if p['domain']:
+                    raise
+                module.warn("domain '%s' skipped: %s" % (name, e.msg))   # one broken domain does not hide the others
+                continue
             current = tree.snapshots.get(tree.current)
             result['domains'][name] = dict(state=manager.domain.state, current=current.name if current else None)
             if adopted:
