@@ -16,7 +16,7 @@ else
     grep -c '^Running sanity test' .build/sanity.log | xargs printf 'sanity: %s tests clean\n'
 fi
 
-echo "== unit and integration tests (pytest)"
-.venv/bin/pytest tests/unit tests/integration
+echo "== unit and integration tests (pytest, two workers: the guests mostly wait, so two cores serve two)"
+.venv/bin/pytest -n 2 --durations=15 tests/unit tests/integration
 pytest_rc=$?
 [ $sanity -eq 0 ] && [ $pytest_rc -eq 0 ]
