@@ -149,8 +149,8 @@ def test_shutdown_queue_all_stored_policies_and_absent(make_guest):
     # the libvirt hook only queues; enforcing takes the shutdown snapshot and consumes the queue file
     queue = os.path.join(store, 'queue')
     os.makedirs(queue, exist_ok=True)
-    with open(os.path.join(queue, '%s.shutdown' % guest.name), 'w'):
-        pass
+    with open(os.path.join(queue, '%s.shutdown' % guest.name), 'w') as f:
+        f.write('2026-01-04T11:59:00Z stopped\n')        # what the hook writes
     dry = run_task(MODULE, dict(state='enforced', now=now, storage_dir=store), check=True)
     assert ok(dry)['changed'] is True and dry['dequeued'] == [guest.name]
     assert os.path.exists(os.path.join(queue, '%s.shutdown' % guest.name))

@@ -33,7 +33,7 @@ DEFAULT_STORE = '/var/lib/nova/snapshots'
 
 
 class GuestError(AssertionError):
-    pass
+    """The test guest did not do what the test bed asked (a failed test, not a broken run)."""
 
 
 def _sub(parent, tag, text=None, **attrs):
@@ -260,7 +260,7 @@ def destroy_domain(conn, name):
         try:
             snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
         except libvirt.libvirtError:
-            pass
+            continue    # best effort: undefining with SNAPSHOTS_METADATA below removes the rest
     dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
                       | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
                       | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
