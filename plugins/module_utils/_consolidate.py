@@ -147,7 +147,7 @@ def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=8
     m = manager
     running = m.domain.is_active
     dom = m.domain_xml()
-    targets = m.select_disks(dom, [d for d in dom.disks if d.writable], disks)
+    targets = m.target_disks(dom, disks)
     ctx = ChainContext(m, tree)
     ops, reports = [], []
     for disk in [d for d in dom.disks if d.target in targets and d.source_file]:
@@ -186,13 +186,15 @@ def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=8
     extra = dict(merged=[op.describe() for op in ops], chains=reports, left_behind=[])
 
     def apply():
-        usage = _usage(m, tree)
+        files = needed_files(m.view, m.all_tops(tree))
+        used_before = _usage(files)
         for op in ops:
             _apply(m, tree, op, running)
         m._gc(tree)
-        extra['space_saved'] = usage - _usage(m, tree, also=usage.files)
-        extra['left_behind'] = [f for f in usage.files if os.path.exists(f) and not m.store.owns(f)
-                                and real(f) not in needed_files(m.view, m.all_tops(tree))]
+        needed_now = needed_files(m.view, m.all_tops(tree))
+        extra['space_saved'] = used_before - _usage(files | needed_now)
+        extra['left_behind'] = sorted(f for f in files if os.path.exists(f) and not m.store.owns(f)
+                                      and f not in needed_now)
         return None
     return Plan(bool(ops), actions, before=dict(chain_length=before), after=dict(chain_length=after),
                 apply=apply, extra=extra)
@@ -262,15 +264,9 @@ def _check_space(m, ops):
                             % (directory, wanted // 2 ** 20, free // 2 ** 20))
 
 
-class _Usage(int):
-    files = ()
-
-
-def _usage(m, tree, also=()):
-    files = set(needed_files(m.view, m.all_tops(tree))) | set(also)
-    u = _Usage(sum(disk_usage(f) or 0 for f in files))
-    u.files = sorted(files)
-    return u
+def _usage(files):
+    """Bytes the files take on disk (deleted ones: none)."""
+    return sum(disk_usage(f) or 0 for f in files)
 
 
 def _apply(m, tree, op, running):
@@ -332,7 +328,7 @@ def settle_block_jobs(manager, disks, check_mode):
     if not manager.domain.is_active:
         return []
     dom = manager.domain_xml()
-    targets = manager.select_disks(dom, [d for d in dom.disks if d.writable], disks)
+    targets = manager.target_disks(dom, disks)
     busy = sorted(d for d in targets if manager.domain.block_job(d))
     if busy and check_mode:
         raise NovaError('a block job left by an interrupted run is still on %s of %s; run without check mode to settle it'

@@ -19,6 +19,7 @@ __metaclass__ = type
 
 import fnmatch
 
+from ansible_collections.nova.snapshots.plugins.module_utils._consolidate import plan_consolidate
 from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
 from ansible_collections.nova.snapshots.plugins.module_utils._policy import (
     CATEGORY,
@@ -181,7 +182,6 @@ class Enforcer(object):
             changed = True
             result['_dequeue'].add(domain)
         if policy['auto_consolidate']:
-            plan_consolidate = consolidation_core()
             done = manager.run(self.check_mode, lambda tree: plan_consolidate(
                 manager, tree, max_chain_length=policy['max_chain_length']))
             if done['changed']:
@@ -201,8 +201,6 @@ class Enforcer(object):
         """
         result = dict(taken=[], pruned=[], kept=[], consolidated=[], skipped=[], missing=[], changed=False,
                       diff=dict(before={}, after={}), _dequeue=set())
-        if any(p['auto_consolidate'] for p in policies):
-            consolidation_core()     # fail before anything changes when it is not there
         names = self.hypervisor.domain_names()
         failures = []
         for policy in policies:
@@ -224,13 +222,3 @@ class Enforcer(object):
         if failures:
             raise NovaError('%d of the policy runs failed: %s' % (len(failures), ' | '.join(failures)), **result)
         return result
-
-
-def consolidation_core():
-    """plan_consolidate from the chain core, imported when a policy asks for it."""
-    try:
-        from ansible_collections.nova.snapshots.plugins.module_utils._consolidate import plan_consolidate
-    except ImportError as e:
-        raise NovaError('auto_consolidate needs the chain consolidation core (module_utils/_consolidate.py), '
-                        'which this installation lacks (%s); nothing was changed' % e)
-    return plan_consolidate

@@ -23,7 +23,6 @@ import json
 import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils._chains import needed_files, real
-from ansible_collections.nova.snapshots.plugins.module_utils._chain_health import live_chain
 from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
 from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import OVERLAY_RESERVE, Plan, disk_usage, free_bytes
 from ansible_collections.nova.snapshots.plugins.module_utils._store import atomic_write
@@ -48,11 +47,6 @@ def _stamp(path):
     return [st.st_size, st.st_mtime_ns]
 
 
-def writable_tops(m, tree):
-    """The images something writes to: the VM's, and each inactive branch's."""
-    return m.active_tops() + [p for b in tree.branches.values() for p in list(b.disks.values()) + list(b.activating.values())]
-
-
 def plan_optimize(manager, tree, disks=None, compression='none', sparsify=True):
     if compression not in COMPRESSIONS:
         raise NovaError('compression must be one of %s, not %r' % (', '.join(COMPRESSIONS), compression))
@@ -62,13 +56,9 @@ def plan_optimize(manager, tree, disks=None, compression='none', sparsify=True):
     settings = dict(compression=compression, sparsify=bool(sparsify))
     done = _load(m.store)
     dom = m.domain_xml()
-    targets = m.select_disks(dom, [d for d in dom.disks if d.writable], disks)
-    in_use = set()
-    if m.domain.is_active:
-        for disk in dom.disks:
-            if disk.source_file:
-                in_use.update(real(p) for p in live_chain(disk))
-    tops = set(real(t) for t in writable_tops(m, tree))
+    targets = m.target_disks(dom, disks)
+    in_use = m.open_images()
+    tops = set(real(t) for t in m.writable_tops(tree))
     wanted = set()
     for snap in tree.snapshots.values():
         wanted.update(real(d.file_path) for d in snap.disk_files if d.device in targets)

@@ -19,6 +19,7 @@ __metaclass__ = type
 import binascii
 import os
 
+from ansible_collections.nova.snapshots.plugins.module_utils._chain_health import live_chain
 from ansible_collections.nova.snapshots.plugins.module_utils._chains import ChainView, needed_files, real, uppers
 from ansible_collections.nova.snapshots.plugins.module_utils._crash import crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils._domain_xml import DomainXML
@@ -183,10 +184,20 @@ class SnapshotManager(object):
             tops += [d.source_file for d in DomainXML(self.domain.xml()).disks if d.source_file]
         return [t for t in tops if os.path.isfile(t)]
 
+    def writable_tops(self, tree):
+        """The images something writes to: the VM's, and each inactive branch's."""
+        return self.active_tops() + [p for b in tree.branches.values()
+                                     for p in list(b.disks.values()) + list(b.activating.values())]
+
     def all_tops(self, tree):
         """Every image something needs: the VM's, every snapshot's and every inactive branch's."""
-        return (self.active_tops() + [d.file_path for s in tree.snapshots.values() for d in s.disk_files]
-                + [p for b in tree.branches.values() for p in list(b.disks.values()) + list(b.activating.values())])
+        return self.writable_tops(tree) + [d.file_path for s in tree.snapshots.values() for d in s.disk_files]
+
+    def open_images(self):
+        """Real paths of every image the running VM holds open (libvirt's live chains); none when off."""
+        if not self.domain.is_active:
+            return set()
+        return set(real(p) for d in DomainXML(self.domain.xml()).disks if d.source_file for p in live_chain(d))
 
     # -- create -------------------------------------------------------------------------------
     def plan_create(self, tree, name, snapshot_type, description=None, tags=None, category=None,
@@ -239,6 +250,10 @@ class SnapshotManager(object):
             return self._create(tree, snap_id, name, snapshot_type, dom, targets, with_memory, description,
                                 tags, category, quiesce)
         return Plan(True, actions, before=None, after=after, apply=apply)
+
+    def target_disks(self, dom, disks):
+        """The targets of `disks` (default: every writable disk of `dom`), checked."""
+        return self.select_disks(dom, [d for d in dom.disks if d.writable], disks)
 
     def select_disks(self, dom, writable, disks):
         known = dict((d.target, d) for d in dom.disks)
@@ -508,14 +523,14 @@ class SnapshotManager(object):
         if free_bytes(os.path.dirname(upper)) < (info.actual_size or 0) + OVERLAY_RESERVE:
             raise NovaError('not enough free space next to %s to merge %s into it (%d MiB needed); nothing was lost'
                             % (upper, frozen, (info.actual_size or 0) // 2 ** 20))
-        live_chain = []
+        vm_chain = []
         if self.domain.is_active:
             live_disk = DomainXML(self.domain.xml()).disk(disk.device)
             if live_disk is not None and live_disk.source_file:
-                live_chain = [real(p) for p in self.view.chain(live_disk.source_file)]
-        if live_chain and real(upper) == live_chain[0]:
+                vm_chain = [real(p) for p in self.view.chain(live_disk.source_file)]
+        if vm_chain and real(upper) == vm_chain[0]:
             self.domain.block_pull(disk.device, base, self.job_timeout)
-        elif real(upper) in live_chain:
+        elif real(upper) in vm_chain:
             # a frozen image the running guest reads through: merge it down into ours instead
             self.domain.block_commit(disk.device, upper, frozen, self.job_timeout)
             for other in tree.snapshots.values():

@@ -19,9 +19,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils._chains import needed_files, real
-from ansible_collections.nova.snapshots.plugins.module_utils._chain_health import live_chain
 from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._optimize import writable_tops
 from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import OVERLAY_RESERVE, disk_usage, free_bytes
 
 
@@ -32,16 +30,12 @@ def _under(path, directory):
 def plan_moves(manager, tree, active_storage=None, archive_storage=None):
     """[(layer, destination directory, why)] and [skipped {file, reason}] for the tiers given."""
     m = manager
-    tops = set(real(t) for t in writable_tops(m, tree))
+    tops = set(real(t) for t in m.writable_tops(tree))
     frozen = [p for p in sorted(needed_files(m.view, m.all_tops(tree))) if p not in tops and m.store.owns(p)]
     current = set()
     for top in m.active_tops():
         current.update(real(p) for p in m.view.chain(top))
-    open_now = set()
-    if m.domain.is_active:
-        for disk in m.domain_xml().disks:
-            if disk.source_file:
-                open_now.update(real(p) for p in live_chain(disk))
+    open_now = m.open_images()
     moves, skipped = [], []
     for path in frozen:
         if path in current and active_storage and not _under(path, active_storage):

@@ -306,21 +306,14 @@ def main():
         if p['state'] in ('consolidated', 'optimized'):
             return change(manager)
         tree = manager.load(write=False)[0]
-        dom = manager.domain_xml()
-        targets = manager.select_disks(dom, [d for d in dom.disks if d.writable], p["disks"])
-        snapshot_of = dict((real(d.file_path), s.name) for s in tree.snapshots.values() for d in s.disk_files)
         validate = p['state'] == 'validated'
-        disks, problems = {}, []
-        for disk in [d for d in dom.disks if d.target in targets]:
-            if validate:
+        problems = []
+        if validate:
+            dom = manager.domain_xml()
+            for disk in target_disks(manager, dom):
                 live = live_chain(disk) if manager.domain.is_active else None
                 problems += check_chain(manager.view, qemu_img, disk.target, disk.source_file, p['max_chain_length'], live)
-            try:
-                disks[disk.target] = describe_chain(manager.view, qemu_img, disk.source_file, snapshot_of)
-            except NovaError:
-                if not validate:
-                    raise
-                disks[disk.target] = dict(chain=[], length=0, overhead_percent=0.0)   # the problem is listed
+        disks = describe_disks(manager, tree, broken_ok=validate)
         if validate:
             for snap in tree.ordered():
                 for d in snap.disk_files:
@@ -351,15 +344,27 @@ def main():
         result.setdefault('space_saved', 0)
         if not module._diff:
             result.pop('diff', None)
-        tree = manager.load(write=False)[0]
-        snapshot_of = dict((real(d.file_path), s.name) for s in tree.snapshots.values() for d in s.disk_files)
-        dom = manager.domain_xml()
-        targets = manager.select_disks(dom, [d for d in dom.disks if d.writable], p['disks'])
         manager.view.invalidate()
-        result['disks'] = dict((d.target, describe_chain(manager.view, manager.qemu_img, d.source_file, snapshot_of))
-                               for d in dom.disks if d.target in targets)
+        result['disks'] = describe_disks(manager, manager.load(write=False)[0])
         result['problems'] = []
         return result
+
+    def target_disks(manager, dom):
+        targets = manager.target_disks(dom, p['disks'])
+        return [d for d in dom.disks if d.target in targets]
+
+    def describe_disks(manager, tree, broken_ok=False):
+        """Each target disk's chain; with broken_ok, a chain that cannot be read is empty (validation lists why)."""
+        snapshot_of = dict((real(d.file_path), s.name) for s in tree.snapshots.values() for d in s.disk_files)
+        disks = {}
+        for disk in target_disks(manager, manager.domain_xml()):
+            try:
+                disks[disk.target] = describe_chain(manager.view, manager.qemu_img, disk.source_file, snapshot_of)
+            except NovaError:
+                if not broken_ok:
+                    raise
+                disks[disk.target] = dict(chain=[], length=0, overhead_percent=0.0)
+        return disks
 
     run_module(module, action)
 
