@@ -13,9 +13,9 @@ import os
 
 from common import report, timed, virsh  # first: it puts the collection and the test bed on sys.path
 import testbed
-from ansible_collections.nova.snapshots.plugins.module_utils._branches import TreeManager  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils._libvirt import Hypervisor  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._branches import TreeManager  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._libvirt import Hypervisor  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg  # noqa: E402
 from common import URI, run_command  # noqa: E402
 
 ROUNDS = int(os.environ.get('NOVA_BENCH_ROUNDS', '3'))

@@ -23,7 +23,7 @@ import libvirt
 from common import manager, report, timed, virsh  # first: it puts the collection and the test bed on sys.path
 import testbed
 
-from ansible_collections.nova.snapshots.plugins.module_utils._consolidate import plan_consolidate  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._consolidate import plan_consolidate  # noqa: E402
 
 ROUNDS = int(os.environ.get('NOVA_BENCH_ROUNDS', '3'))
 LAYER_MIB = int(os.environ.get('NOVA_BENCH_LAYER_MIB', '256'))

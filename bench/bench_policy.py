@@ -33,14 +33,14 @@ import libvirt
 
 from common import URI, report, run_command, timed, virsh  # first: it puts the collection and the test bed on sys.path
 import testbed
-from ansible_collections.nova.snapshots.plugins.module_utils._enforce import Enforcer, own_records  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils._libvirt import Hypervisor  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils._model import SnapshotDisk, VmSnapshot  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils._policy import parse_policy, policy_tags  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils._policy_store import PolicyStore  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils._retention import Record, plan_retention  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils._tree import Tree  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._enforce import Enforcer, own_records  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._libvirt import Hypervisor  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, VmSnapshot  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import parse_policy, policy_tags  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._policy_store import PolicyStore  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.model._retention import Record, plan_retention  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import Tree  # noqa: E402
 
 ROUNDS = int(os.environ.get('NOVA_BENCH_ROUNDS', '3'))
 VMS = int(os.environ.get('NOVA_BENCH_POLICY_VMS', '20'))

@@ -28,8 +28,8 @@ import time
 import libvirt
 
 from common import timed  # first: it puts the collection on sys.path
-from ansible_collections.nova.snapshots.plugins.module_utils._model import SnapshotDisk, VmSnapshot
-from ansible_collections.nova.snapshots.plugins.module_utils._tree import Tree, render_text
+from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, VmSnapshot
+from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import Tree, render_text
 
 SNAPSHOTS = 10000
 CHAIN = 5000

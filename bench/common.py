@@ -15,9 +15,9 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, '.build', 'src'))
 sys.path.insert(0, os.path.join(TOP, 'tests', 'integration'))
 
-from ansible_collections.nova.snapshots.plugins.module_utils._libvirt import Hypervisor  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import SnapshotManager  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._libvirt import Hypervisor  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager  # noqa: E402
 
 URI = 'qemu:///system'
 

@@ -15,13 +15,13 @@ __metaclass__ = type
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._libvirt import (
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._libvirt import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
     Hypervisor,
 )
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshot_xml import (
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import (
     HAS_LXML,
     LXML_IMPORT_ERROR,
 )

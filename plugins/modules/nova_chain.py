@@ -269,14 +269,14 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nova.snapshots.plugins.module_utils._chain_health import check_chain, describe_chain, live_chain, problem
-from ansible_collections.nova.snapshots.plugins.module_utils._chains import real
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._chain_health import check_chain, describe_chain, live_chain, problem
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils._consolidate import plan_chains, settle_block_jobs
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._optimize import plan_optimize
-from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import SnapshotManager
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._consolidate import plan_chains, settle_block_jobs
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._optimize import plan_optimize
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
 
 
 def main():

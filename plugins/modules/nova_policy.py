@@ -349,16 +349,16 @@ missing:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils._enforce import Enforcer
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._policy import (
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._enforce import Enforcer
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import (
     POLICY_KEYS,
     has_policy_keys,
     parse_now,
     parse_policy,
 )
-from ansible_collections.nova.snapshots.plugins.module_utils._policy_store import PolicyStore
-from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._policy_store import PolicyStore
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
 
 
 def empty_result(**kwargs):

@@ -260,8 +260,8 @@ adopted:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import SnapshotManager
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
 
 
 def main():

@@ -202,9 +202,9 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nova.snapshots.plugins.module_utils._branches import TreeManager
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._branches import TreeManager
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
 
 
 def main():

@@ -162,7 +162,7 @@ def test_several_disks_all_or_none(make_guest):
     import libvirt as lv
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'bench'))
     from common import manager
-    from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+    from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
 
     guest = make_guest(disks=2)
     write_markers_here(guest)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.nova.snapshots.plugins.module_utils._consolidate import _choose, _merges
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._consolidate import _choose, _merges
 
 
 class Info:

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._merge import (
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._merge import (
     MergeConflict, apply_merge, changed_ranges, plan_merge)
-from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
 
 C = 65536          # qcow2's default cluster size, which every image here uses
 MiB = 1024 * 1024

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from ansible_collections.nova.snapshots.plugins.module_utils._model import InvalidName, new_id, validate_name
+from ansible_collections.nova.snapshots.plugins.module_utils.model._records import InvalidName, new_id, validate_name
 
 
 @pytest.mark.parametrize('name', ['base-install', 'web-server-before-update-20231025-001', 'a.b', 'ü' * 127, 'x' * 255])

@@ -10,7 +10,7 @@ import datetime
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.nova.snapshots.plugins.module_utils._policy import (
+from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import (
     PolicyError,
     condition_purposes,
     conditions_kept,

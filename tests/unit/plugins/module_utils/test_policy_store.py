@@ -11,9 +11,9 @@ import stat
 
 import pytest
 
-from ansible_collections.nova.snapshots.plugins.module_utils._model import InvalidName
-from ansible_collections.nova.snapshots.plugins.module_utils._policy import PolicyError, parse_policy
-from ansible_collections.nova.snapshots.plugins.module_utils._policy_store import PolicyStore
+from ansible_collections.nova.snapshots.plugins.module_utils.model._records import InvalidName
+from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import PolicyError, parse_policy
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._policy_store import PolicyStore
 
 
 def test_save_load_names_remove(tmp_path):
@@ -59,7 +59,7 @@ def test_shutdown_queue(tmp_path):
 
 
 def test_domains_by_name_and_glob():
-    from ansible_collections.nova.snapshots.plugins.module_utils._enforce import match_domains
+    from ansible_collections.nova.snapshots.plugins.module_utils.operations._enforce import match_domains
     names = ['db-1', 'web-1', 'web-2', 'webby']
     assert match_domains(['web-*'], names) == (['web-1', 'web-2'], [])
     assert match_domains(['db-?', 'mail', 'web-[2]'], names) == (['db-1', 'web-2'], ['mail'])

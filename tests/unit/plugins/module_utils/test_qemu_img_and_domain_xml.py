@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from ansible_collections.nova.snapshots.plugins.module_utils._domain_xml import DomainXML
-from ansible_collections.nova.snapshots.plugins.module_utils._qemu_img import QemuImg, QemuImgFailed
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg, QemuImgFailed
 
 
 class Recorder:

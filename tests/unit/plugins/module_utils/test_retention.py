@@ -9,8 +9,8 @@ import datetime
 
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.nova.snapshots.plugins.module_utils._policy import last_slot
-from ansible_collections.nova.snapshots.plugins.module_utils._retention import (
+from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import last_slot
+from ansible_collections.nova.snapshots.plugins.module_utils.model._retention import (
     PERIOD_SECONDS,
     Record,
     plan_retention,

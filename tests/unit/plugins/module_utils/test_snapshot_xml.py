@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshot_xml import SnapshotXML
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 
 LIBVIRT_XML = """<domainsnapshot>
   <name>app-v1.0</name>

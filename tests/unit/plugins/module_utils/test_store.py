@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from ansible_collections.nova.snapshots.plugins.module_utils._model import SnapshotDisk, VmSnapshot
-from ansible_collections.nova.snapshots.plugins.module_utils._store import LockTimeout, Store, StoreCorrupt, atomic_write
-from ansible_collections.nova.snapshots.plugins.module_utils._tree import Tree
+from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, VmSnapshot
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import LockTimeout, Store, StoreCorrupt, atomic_write
+from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import Tree
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ansible_collections.nova.snapshots.plugins.module_utils._model import Branch, SnapshotDisk, VmSnapshot
-from ansible_collections.nova.snapshots.plugins.module_utils._tree import InvalidParent, Tree, render_dot, render_text
+from ansible_collections.nova.snapshots.plugins.module_utils.model._records import Branch, SnapshotDisk, VmSnapshot
+from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import InvalidParent, Tree, render_dot, render_text
 
 
 def snap(sid, parent=None, t=0, name=None, merge_parents=None):

@@ -20,15 +20,15 @@ __metaclass__ = type
 import os
 import time
 
-from ansible_collections.nova.snapshots.plugins.module_utils._chains import real
-from ansible_collections.nova.snapshots.plugins.module_utils._crash import crash_point
-from ansible_collections.nova.snapshots.plugins.module_utils._domain_xml import DomainXML
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError, SnapshotNotFound
-from ansible_collections.nova.snapshots.plugins.module_utils._merge import apply_merge, plan_merge as merge_plan
-from ansible_collections.nova.snapshots.plugins.module_utils._model import Branch, SnapshotDisk, VmSnapshot, new_id, validate_name
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshot_xml import SnapshotXML
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import MEMORY_MARGIN, Plan, SnapshotManager, free_bytes
-from ansible_collections.nova.snapshots.plugins.module_utils._tree import render_dot, render_text
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real
+from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import crash_point
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError, SnapshotNotFound
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._merge import apply_merge, plan_merge as merge_plan
+from ansible_collections.nova.snapshots.plugins.module_utils.model._records import Branch, SnapshotDisk, VmSnapshot, new_id, validate_name
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import MEMORY_MARGIN, Plan, SnapshotManager, free_bytes
+from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import render_dot, render_text
 
 DEFAULT_BRANCH = 'main'
 

@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
 
 POLICIES = ('fail', 'source', 'target')
 DEFAULT_GRANULARITY = 65536             # qcow2's default cluster size

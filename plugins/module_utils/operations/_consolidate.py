@@ -31,13 +31,13 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils._chain_health import describe_chain
-from ansible_collections.nova.snapshots.plugins.module_utils._chains import needed_files, real
-from ansible_collections.nova.snapshots.plugins.module_utils._crash import crash_point
-from ansible_collections.nova.snapshots.plugins.module_utils._domain_xml import DomainXML
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import OVERLAY_RESERVE, Plan, disk_usage, free_bytes
-from ansible_collections.nova.snapshots.plugins.module_utils._tiers import move_layer, plan_moves
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._chain_health import describe_chain
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import needed_files, real
+from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import crash_point
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import OVERLAY_RESERVE, Plan, disk_usage, free_bytes
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._tiers import move_layer, plan_moves
 
 METHODS = ('commit', 'pull', 'auto')
 

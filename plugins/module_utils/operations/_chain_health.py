@@ -16,8 +16,8 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils._chains import real
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
 
 # The seed's own words, so users searching for them find this.
 LENGTH_WARNING = 'Snapshot chain length exceeds recommended limit'

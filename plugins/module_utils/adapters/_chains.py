@@ -17,7 +17,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
 
 MAX_CHAIN = 1000   # far beyond QEMU's own limit; only stops a loop in corrupt headers
 

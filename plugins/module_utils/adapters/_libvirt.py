@@ -18,8 +18,8 @@ __metaclass__ = type
 import time
 import traceback
 
-from ansible_collections.nova.snapshots.plugins.module_utils._crash import crash_point
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import (
+from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import crash_point
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import (
     ConnectionFailed,
     DomainNotFound,
     LibvirtFailed,
@@ -74,7 +74,7 @@ class Hypervisor(object):
 
     def qemu_owner(self):
         """(uid, gid) libvirt gives QEMU processes by default (its DAC base label), or None."""
-        from ansible_collections.nova.snapshots.plugins.module_utils._snapshot_xml import parse_xml
+        from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import parse_xml
         caps = parse_xml(self.conn.getCapabilities())
         for model in caps.findall('host/secmodel'):
             if model.findtext('model') == 'dac':

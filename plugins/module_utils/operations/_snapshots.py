@@ -19,20 +19,20 @@ __metaclass__ = type
 import binascii
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils._chain_health import live_chain
-from ansible_collections.nova.snapshots.plugins.module_utils._chains import ChainView, needed_files, real, uppers
-from ansible_collections.nova.snapshots.plugins.module_utils._crash import crash_point
-from ansible_collections.nova.snapshots.plugins.module_utils._domain_xml import DomainXML
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError, SnapshotNotFound
-from ansible_collections.nova.snapshots.plugins.module_utils._model import (
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._chain_health import live_chain
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import ChainView, needed_files, real, uppers
+from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import crash_point
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError, SnapshotNotFound
+from ansible_collections.nova.snapshots.plugins.module_utils.model._records import (
     OVERLAY_TYPES,
     SnapshotDisk,
     VmSnapshot,
     new_id,
     validate_name,
 )
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshot_xml import SnapshotXML
-from ansible_collections.nova.snapshots.plugins.module_utils._store import Store
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import Store
 
 OVERLAY_RESERVE = 8 * 1024 * 1024     # free space wanted per new overlay
 MEMORY_MARGIN = 1.1                   # a memory file can exceed guest RAM a little (device state)

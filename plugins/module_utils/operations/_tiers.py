@@ -18,9 +18,9 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils._chains import needed_files, real
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import OVERLAY_RESERVE, disk_usage, free_bytes
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import needed_files, real
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import OVERLAY_RESERVE, disk_usage, free_bytes
 
 
 def _under(path, directory):

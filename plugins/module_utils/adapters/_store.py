@@ -31,8 +31,8 @@ import shutil
 import time
 from contextlib import contextmanager
 
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._tree import Tree
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import Tree
 
 
 class LockTimeout(NovaError):

@@ -19,7 +19,7 @@ import os
 import re
 import time
 
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
 
 SNAPSHOT_TYPES = ('internal', 'external', 'memory', 'disk_only')
 # Types whose disks are new overlays on frozen images (everything but internal).

@@ -19,9 +19,9 @@ __metaclass__ = type
 
 import fnmatch
 
-from ansible_collections.nova.snapshots.plugins.module_utils._consolidate import plan_consolidate
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._policy import (
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._consolidate import plan_consolidate
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import (
     CATEGORY,
     TAG_POLICY,
     condition_purposes,
@@ -32,8 +32,8 @@ from ansible_collections.nova.snapshots.plugins.module_utils._policy import (
     read_tags,
     render_name,
 )
-from ansible_collections.nova.snapshots.plugins.module_utils._retention import Record, plan_retention
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import SnapshotManager
+from ansible_collections.nova.snapshots.plugins.module_utils.model._retention import Record, plan_retention
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
 
 
 def match_domains(patterns, names):

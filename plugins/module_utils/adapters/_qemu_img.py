@@ -18,7 +18,7 @@ __metaclass__ = type
 import json
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
 
 
 class QemuImgFailed(NovaError):

@@ -24,8 +24,8 @@ import re
 import string
 import time
 
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._model import SNAPSHOT_TYPES, InvalidName, validate_name
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SNAPSHOT_TYPES, InvalidName, validate_name
 
 PERIODS = ('hourly', 'daily', 'weekly', 'monthly', 'yearly')
 # Snapshots taken only because of a condition serve no period; `retain.conditional` bounds them.

@@ -22,10 +22,10 @@ __metaclass__ = type
 import json
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils._chains import needed_files, real
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshots import OVERLAY_RESERVE, Plan, disk_usage, free_bytes
-from ansible_collections.nova.snapshots.plugins.module_utils._store import atomic_write
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import needed_files, real
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import OVERLAY_RESERVE, Plan, disk_usage, free_bytes
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import atomic_write
 
 COMPRESSIONS = ('zstd', 'zlib', 'none')
 

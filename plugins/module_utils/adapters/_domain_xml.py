@@ -13,7 +13,7 @@ Edits happen in place on the parsed tree, so everything else in the domain survi
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.nova.snapshots.plugins.module_utils._snapshot_xml import _Attr, parse_xml
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import _Attr, parse_xml
 
 try:
     from lxml import etree

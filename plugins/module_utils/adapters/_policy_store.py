@@ -21,9 +21,9 @@ import errno
 import json
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils._model import validate_name
-from ansible_collections.nova.snapshots.plugins.module_utils._policy import PolicyError, parse_policy
-from ansible_collections.nova.snapshots.plugins.module_utils._store import atomic_write
+from ansible_collections.nova.snapshots.plugins.module_utils.model._records import validate_name
+from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import PolicyError, parse_policy
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import atomic_write
 
 
 class PolicyStore(object):

@@ -17,8 +17,8 @@ the indexes right. Nothing here recurses, so deep chains cannot hit Python's rec
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.nova.snapshots.plugins.module_utils._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils._model import Branch, VmSnapshot
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._records import Branch, VmSnapshot
 
 
 class InvalidParent(NovaError):
