@@ -155,7 +155,7 @@ EXAMPLES = r'''
 RETURN = r'''
 snapshot:
   description:
-    - The snapshot's record (the seed's VmSnapshot). For O(state=absent), the record as it was before
+    - The snapshot's record (the nova design's VmSnapshot). For O(state=absent), the record as it was before
       the delete, or null when there was no such snapshot.
   returned: always
   type: dict
@@ -259,9 +259,19 @@ adopted:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
+from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_plan
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._delete import plan_delete
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import plan_revert
+
+
+def plan(manager, tree, p):
+    if p['state'] == 'present':
+        return plan_create(manager, tree, p['name'], p['snapshot_type'], description=p['description'], tags=p['tags'],
+                           category=p['category'], disks=p['disks'], quiesce=p['quiesce'])
+    if p['state'] == 'reverted':
+        return plan_revert(manager, tree, p['name'], after=p['after'], force=p['force'])
+    return plan_delete(manager, tree, p['name'], children=p['children'])
 
 
 def main():
@@ -284,23 +294,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    p = module.params
-
-    def action(hypervisor):
-        manager = SnapshotManager(hypervisor, p['domain'], p['storage_dir'], QemuImg(module.run_command),
-                                  lock_timeout=p['lock_timeout'], job_timeout=p['job_timeout'])
-        return manager.run(module.check_mode, lambda tree: plan(manager, tree))
-
-    def plan(manager, tree):
-        if p['state'] == 'present':
-            return manager.plan_create(tree, p['name'], p['snapshot_type'], description=p['description'],
-                                       tags=p['tags'], category=p['category'], disks=p['disks'],
-                                       quiesce=p['quiesce'])
-        if p['state'] == 'reverted':
-            return manager.plan_revert(tree, p['name'], after=p['after'], force=p['force'])
-        return manager.plan_delete(tree, p['name'], children=p['children'])
-
-    run_module(module, action)
+    run_plan(module, plan)
 
 
 if __name__ == '__main__':
