@@ -53,8 +53,8 @@ def guest(make_guest):
 
 @pytest.fixture
 def run_module(ansible_module):
-    """run_module(name, **args) -> the module's result on this host, run in-process by pytest-ansible the
-    way `ansible localhost -m name -a ...` runs it (no playbook; for read-only modules)."""
-    def run(name, **args):
-        return dict(getattr(ansible_module, name)(**args))['localhost']
+    """run_module(module, **args) -> the module's result on this host, run in-process by pytest-ansible the
+    way `ansible localhost -m module -a ...` runs it (no playbook; for read-only modules)."""
+    def run(module, **args):
+        return dict(getattr(ansible_module, module)(**args))['localhost']
     return run

@@ -21,7 +21,6 @@ import time
 import uuid
 
 import libvirt
-from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import HOLD_ENV, HOLD_FILE_ENV
 from lxml import etree
 
 URI = 'qemu:///system'
@@ -255,16 +254,27 @@ def destroy_domain(conn, name):
         dom = conn.lookupByName(name)
     except libvirt.libvirtError:
         return
-    if dom.isActive():
-        dom.destroy()
-    for snap in dom.listAllSnapshots(0):
+    try:
+        if dom.isActive():
+            dom.destroy()
+    except libvirt.libvirtError:
+        pass        # stopped (or removed) meanwhile, by a parallel worker cleaning the same leftovers
+    try:
+        snaps = dom.listAllSnapshots(0)
+    except libvirt.libvirtError:
+        return      # undefined meanwhile
+    for snap in snaps:
         try:
             snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
         except libvirt.libvirtError:
             continue    # best effort: undefining with SNAPSHOTS_METADATA below removes the rest
-    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                      | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                      | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    try:
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                          | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                          | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    except libvirt.libvirtError:
+        if name in [d.name() for d in conn.listAllDomains()]:
+            raise   # still there: a real failure to clean up
 
 
 class Task(object):
@@ -318,6 +328,8 @@ def run_task(module, args, check=False, diff=False, tmp_path=None, environment=N
 
 def held_task(module, args, point, hold_file, timeout=120):
     """Start a task that waits at crash point `point` (see model/_crash.py); returns it once it waits there."""
+    # imported here: conftest.py imports this file before pytest-ansible sets up the collection loader
+    from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import HOLD_ENV, HOLD_FILE_ENV
     task = Task(module, args, environment={HOLD_ENV: point, HOLD_FILE_ENV: hold_file})
     deadline = time.time() + timeout
     while not os.path.exists(hold_file):
@@ -325,6 +337,47 @@ def held_task(module, args, point, hold_file, timeout=120):
             raise AssertionError('the task never reached %s: %r' % (point, task.result()))
         time.sleep(0.1)
     return task
+
+
+def image_bytes(path, offset, length):
+    """Bytes of a disk image as a guest would see them, read on the host with qemu-io (no guest)."""
+    out = subprocess.run(['qemu-io', '-r', '-U', '-f', 'qcow2', '-c', 'read -v %d %d' % (offset, length), path],
+                         check=True, capture_output=True, text=True).stdout
+    data = bytearray()
+    for line in out.splitlines():
+        m = re.match(r'^[0-9a-f]{8}:\s+((?:[0-9a-f]{2}\s)+)', line)
+        if m:
+            data += bytes.fromhex(m.group(1).replace(' ', ''))
+    return bytes(data[:length])
+
+
+def assert_ram_restored(guest, offset, at, wait=2.5):
+    """After a RAM restore, the counter resumes near `at` (the tick when the snapshot was taken).
+
+    The console after `offset` may still hold ticks of whatever ran before the restore (a branch
+    that was booted, say), so what counts is the last run of consecutive ticks: it must start
+    near `at`. A reboot after the restore would start a new run at 1.
+    """
+    guest.note_restored()
+    time.sleep(wait)
+    ticks = guest.ticks_since(offset)
+    assert ticks, 'no ticks after the revert'
+    start = max(i for i in range(len(ticks)) if i == 0 or ticks[i] != ticks[i - 1] + 1)
+    assert at - 1 <= ticks[start] <= at + 2, 'counter after revert %r, snapshot taken at tick %d' % (ticks, at)
+
+
+def write_markers(guest, step, disks=None):
+    """Marker `stepN` at offset N*4096 of each disk: a snapshot after step N holds markers 1..N."""
+    for dev in disks or sorted(guest.disks):
+        guest.write_marker(dev, step * 4096, 'step%d-%s' % (step, dev))
+
+
+def assert_markers(guest, upto, last=6, disks=None):
+    """Markers 1..upto present, upto+1..last absent, on every disk (read by the guest)."""
+    for dev in disks or sorted(guest.disks):
+        got = [guest.read_marker(dev, k * 4096, 12) for k in range(1, last + 1)]
+        want = ['step%d-%s' % (k, dev) if k <= upto else '' for k in range(1, last + 1)]
+        assert got == want, 'disk %s: markers %r, expected %r' % (dev, got, want)
 
 
 def guest_task(module, guest, check=False, diff=False, environment=None, ok=False, **args):
