@@ -30,6 +30,16 @@ MOUNTS=(/run/libvirt:run-libvirt /var/lib/libvirt:lib-libvirt /var/cache/libvirt
 
 die() { echo "fleet: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root"
+# The daemons started here must not inherit the caller's descriptors (a flock held by a caller
+# would be held as long as the daemons live): close everything above stderr first.
+for fd in $(ls /proc/$$/fd); do
+    [ "$fd" -gt 2 ] 2>/dev/null && [ "$fd" -lt 255 ] && eval "exec $fd>&-" 2>/dev/null
+done
+# One fleet.sh at a time changes the fleet (the lock is on a descriptor the daemons do not get).
+if [ "${1:-}" != exec ] && [ "${1:-}" != inventory ] && [ "${1:-}" != status ]; then
+    exec 7>/run/nova-fleet.lock
+    flock 7
+fi
 
 host_dir() { echo "$FLEET/$1"; }
 host_addr() { echo "127.0.0.$((10 + ${1#hv}))"; }
@@ -111,7 +121,7 @@ start_libvirtd() {
     [ -n "$(pid_of "$h" libvirtd)" ] && return 0
     rm -f "$d/libvirtd.pid"
     in_ns "$h" env LIBVIRT_LOG_OUTPUTS="3:file:/var/log/libvirt/libvirtd.log" \
-        libvirtd -d -p "$d/libvirtd.pid"
+        libvirtd -d -p "$d/libvirtd.pid" 7>&-
     wait_libvirt "$h"
 }
 
@@ -171,6 +181,7 @@ EOF
     done
     # The namespace lives as long as its daemons; sshd is started last and names it (ns_pid).
     unshare --mount --propagation private -- bash -c "
+        exec 7>&-
         set -e
         $binds true
         virtlogd -d -p $d/virtlogd.pid
@@ -178,6 +189,8 @@ EOF
         /usr/sbin/sshd -f $d/sshd_config -E $d/sshd.log
     "
     for _ in $(seq 1 40); do [ -n "$(ns_pid "$h")" ] && break; sleep 0.25; done
+    [ -n "$(ns_pid "$h")" ] || die "$h: sshd did not start (see $d/sshd.log)"
+    readlink "/proc/$(ns_pid "$h")/ns/mnt" > "$d/mntns"
     wait_libvirt "$h"
     wait_ssh "$h"
 }
@@ -194,6 +207,16 @@ down_host() {
             virsh -q -c "$(sock_uri "$h")" undefine "$name" --snapshots-metadata --managed-save \
                 >/dev/null 2>&1 || true
         done
+    fi
+    # Every process in the host's namespace: the daemons and the ssh sessions they serve (an
+    # Ansible ControlPersist master keeps one open for a minute after a play).
+    if [ -f "$d/mntns" ]; then
+        local ns p
+        ns=$(cat "$d/mntns")
+        for p in /proc/[0-9]*; do
+            [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && kill "${p#/proc/}" 2>/dev/null
+        done
+        sleep 0.5
     fi
     for daemon in sshd libvirtd virtlogd; do
         pid=$(pid_of "$h" "$daemon")
