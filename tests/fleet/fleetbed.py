@@ -216,15 +216,36 @@ class Job:
         return out
 
     def module_calls(self, module):
-        """Per host, how many times the module ran (one event per call or loop item)."""
+        """Per host, how many times the module ran (each item of a loop counts, skipped ones not)."""
         out = {}
         for e in self.events:
             data = e.get('event_data', {})
-            if e.get('event') in ('runner_on_ok', 'runner_on_failed', 'runner_item_on_ok', 'runner_item_on_failed') \
-                    and data.get('resolved_action', data.get('task_action')) == module:
-                if e['event'].startswith('runner_item') or not data.get('res', {}).get('results'):
-                    out[data['host']] = out.get(data['host'], 0) + 1
+            if e.get('event') in ('runner_on_ok', 'runner_on_failed') and \
+                    (data.get('resolved_action') or data.get('task_action') or '').endswith(module):
+                res = data.get('res', {})
+                calls = len([r for r in res['results'] if not r.get('skipped')]) if 'results' in res else 1
+                out[data['host']] = out.get(data['host'], 0) + calls
         return out
+
+    def intervals(self, task_name):
+        """Per host, (start, end) in seconds of the task of that name, from the job's events."""
+        import datetime
+        start, end = {}, {}
+        for e in self.events:
+            data = e.get('event_data', {})
+            if data.get('task') != task_name or 'created' not in e:
+                continue
+            t = datetime.datetime.fromisoformat(e['created']).timestamp()
+            if e['event'] == 'runner_on_start':
+                start[data['host']] = t
+            elif e['event'] in ('runner_on_ok', 'runner_on_failed', 'runner_on_skipped', 'runner_on_unreachable'):
+                end[data['host']] = t
+        return dict((h, (start[h], end[h])) for h in start if h in end)
+
+    def batches(self, task_name):
+        """How many times the play started the task (one per serial batch)."""
+        return len([e for e in self.events if e.get('event') == 'playbook_on_task_start'
+                    and e.get('event_data', {}).get('task') == task_name])
 
 
 def run_job(tmp_path, playbook, inventory, extravars=None, forks=5, limit=None, check=False, timeout=600,
