@@ -9,13 +9,14 @@
 #   tests/fleet/fleet.sh inventory  print the inventory (INI) of the running hosts
 #   tests/fleet/fleet.sh status     one line per host
 #
-# Each host is a private mount namespace (unshare --mount) in which libvirt's state directories,
-# /etc/libvirt, the collection's store (/var/lib/nova) and the guest image directory
-# (/var/lib/nova-guests) are bind-mounted from the host's own directory under $NOVA_FLEET_DIR
-# (default /var/lib/nova-fleet/hvN). Inside it run the host's own virtlogd, libvirtd and an sshd
-# listening on 127.0.0.1N only (key-only root login with the fleet's test key). An ssh login lands
-# in that namespace, so the modules there use the default qemu:///system and default paths. From
-# outside, a host's libvirtd is reached at qemu+unix:///system?socket=$dir/run-libvirt/libvirt-sock
+# Each host is a private mount and UTS namespace (unshare --mount --uts, host name hvN) in which
+# libvirt's state directories, /etc/libvirt, the collection's store (/var/lib/nova) and the guest
+# image directory (/var/lib/nova-guests) are bind-mounted from the host's own directory under
+# $NOVA_FLEET_DIR (default /var/lib/nova-fleet/hvN), and /etc/machine-id is its own. Inside it run
+# the host's own virtlogd, libvirtd and an sshd listening on 127.0.0.1N only (key-only root login
+# with the fleet's test key). An ssh login lands in that namespace, so the modules there use the
+# default qemu:///system and default paths. From outside, a host's libvirtd is reached at
+# qemu+unix:///system?socket=$dir/run-libvirt/libvirt-sock
 # and its files under $dir/<mount>.
 #
 # Idempotent: `up` twice starts nothing twice, `down` twice removes nothing twice. Needs root,
@@ -112,7 +113,7 @@ in_ns() { # in_ns HOST CMD... : run inside the host's mount namespace
     shift
     pid=$(ns_pid "$h")
     [ -n "$pid" ] || die "$h is not up"
-    nsenter --mount="/proc/$pid/ns/mnt" -- "$@"
+    nsenter --mount="/proc/$pid/ns/mnt" --uts="/proc/$pid/ns/uts" -- "$@"
 }
 
 start_libvirtd() {
@@ -156,6 +157,8 @@ up_host() {
     fi
     mkdir -p "$d/lib-libvirt/qemu" "$d/lib-nova/snapshots"
     [ -f "$d/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$d/ssh_host_ed25519_key"
+    # Its own machine id (as every real host has; the store records it as the VM's owner).
+    [ -f "$d/machine-id" ] || tr -d '-' < /proc/sys/kernel/random/uuid > "$d/machine-id"
     cat > "$d/sshd_config" <<EOF
 ListenAddress $addr
 Port 22
@@ -180,10 +183,12 @@ EOF
         binds+="mkdir -p $inside && mount --bind $d/$sub $inside && "
     done
     # The namespace lives as long as its daemons; sshd is started last and names it (ns_pid).
-    unshare --mount --propagation private -- bash -c "
+    unshare --mount --uts --propagation private -- bash -c "
         exec 7>&-
         set -e
         $binds true
+        mount --bind $d/machine-id /etc/machine-id
+        hostname $h
         virtlogd -d -p $d/virtlogd.pid
         LIBVIRT_LOG_OUTPUTS='3:file:/var/log/libvirt/libvirtd.log' libvirtd -d -p $d/libvirtd.pid
         /usr/sbin/sshd -f $d/sshd_config -E $d/sshd.log

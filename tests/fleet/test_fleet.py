@@ -7,8 +7,15 @@ and its catch-up. Shut-off guests with disk_only snapshots: no RAM is needed, th
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import uuid
 
+import libvirt
+
+import fleetbed
+import testbed
 from fleetbed import run_job
 
 ENFORCE = 'nova.snapshots.enforce_policy'
@@ -115,3 +122,72 @@ def test_inventory_policies_on_the_fleet_forks_serial_host_down_and_catch_up(tmp
     again = run_job(tmp_path, ENFORCE, inv, {'nova_enforce_now': at(15, 30)}, forks=3)
     assert again.status == 'successful' and again.stats.get('changed', {}) == {}
     assert g.patterns('vda') == [1]
+
+
+def test_a_vm_migrated_between_hypervisors_is_refused_until_its_store_is_taken_over(tmp_path, hosts, inventory,
+                                                                                   make_fleet_guest):
+    hv1, _, hv3 = hosts
+    inv = inventory()
+    guest = make_fleet_guest(hv1)
+    api = 'nova.snapshots.snapshot_create'
+    guest.write_pattern('vda', 1)
+    for name in ('s1', 's2'):
+        assert run_job(tmp_path, api, inv, dict(domain=guest.name, name=name, snapshot_type='disk_only')).status \
+            == 'successful'
+        guest.write_pattern('vda', 2)
+    store = '/var/lib/nova/snapshots/' + guest.name
+    owner = json.load(open(hv1.outside(store + '/owner.json')))
+    assert (owner['host'], owner['domain'], owner['machine']) == \
+        ('hv1', guest.name, open(hv1.dir + '/machine-id').read().strip())
+
+    # Migrate by hand, as an admin would without shared storage: the disks (the base image and the
+    # overlays, at the same paths) to hv3, the domain defined there, undefined on hv1. First without
+    # the store's records: hv3 refuses to snapshot on top of layers it knows nothing of.
+    xml = guest.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    shutil.copytree(guest.dir, hv3.outside(guest.inside_dir))
+    shutil.copytree(hv1.outside(store), hv3.outside(store),
+                    ignore=lambda d, names: [n for n in names if n in ('metadata.json', 'owner.json')])
+    guest.stop()
+    testbed.destroy_domain(hv1.conn, guest.name)
+    moved = fleetbed.FleetGuest.__new__(fleetbed.FleetGuest)
+    moved.host, moved.conn, moved.name, moved.inside_dir = hv3, hv3.conn, guest.name, guest.inside_dir
+    moved.dir = hv3.outside(guest.inside_dir)
+    moved.dom = hv3.conn.defineXML(xml)
+    try:
+        job = run_job(tmp_path, api, inv, dict(domain=guest.name, name='s3', snapshot_type='disk_only'))
+        assert job.status == 'failed' and job.failed_hosts() == ['hv3']
+        msg = job.result['hv3']['msg']
+        assert msg.startswith("hv3: domain '%s': disk vda is %s/snapshots/" % (guest.name, store)), msg
+        assert 'moved here from another hypervisor without its snapshot history' in msg
+        assert hv3.libvirt_snapshots(guest.name) == []
+
+        # The policy engine refuses it too, and says which VM
+        policy = {'name': 'p', 'domains': [guest.name], 'snapshot_type': 'disk_only', 'schedule': {'hourly': True},
+                  'retain': {'hourly': 5}}
+        inv_p = inventory(group_vars={'nova_snapshot_policies': [policy]})
+        job = run_job(tmp_path, ENFORCE, inv_p, {'nova_enforce_now': at(9), 'nova_enforce_hosts': 'hv3'})
+        assert 'without its snapshot history' in job.stdout and hv3.libvirt_snapshots(guest.name) == []
+
+        # Now with the store carried along too: it still names hv1, so hv3 refuses to claim it
+        shutil.rmtree(hv3.outside(store))
+        shutil.copytree(hv1.outside(store), hv3.outside(store))
+        job = run_job(tmp_path, api, inv, dict(domain=guest.name, name='s3', snapshot_type='disk_only'))
+        msg = job.result['hv3']['msg']
+        assert job.status == 'failed' and 'was written on another hypervisor (hv1, machine-id %s)' % owner['machine'] \
+            in msg and 'take the store over here by removing %s/owner.json' % store in msg, msg
+        assert hv3.libvirt_snapshots(guest.name) == []
+
+        # The admin takes it over (the VM is gone from hv1): the history moved with the VM
+        os.unlink(hv3.outside(store + '/owner.json'))
+        job = run_job(tmp_path, api, inv, dict(domain=guest.name, name='s3', snapshot_type='disk_only'))
+        assert job.status == 'successful', job.stdout[-3000:]
+        assert job.result['hv3']['snapshot']['parent_name'] == 's2'
+        assert hv3.libvirt_snapshots(guest.name) == ['s1', 's2', 's3']      # libvirt told of s1, s2 again
+        assert json.load(open(hv3.outside(store + '/owner.json')))['host'] == 'hv3'
+        assert moved.patterns('vda') == [1, 2]
+        rev = run_job(tmp_path, 'nova.snapshots.snapshot_revert', inv, dict(domain=guest.name, name='s1',
+                                                                             after='shutoff'))
+        assert rev.status == 'successful', rev.stdout[-3000:]
+        assert moved.patterns('vda') == [1]
+    finally:
+        moved.cleanup()

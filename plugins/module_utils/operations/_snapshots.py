@@ -33,6 +33,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._records impo
 )
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import Store
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._ownership import check_ownership
 
 OVERLAY_RESERVE = 8 * 1024 * 1024     # free space wanted per new overlay
 MEMORY_MARGIN = 1.1                   # a memory file can exceed guest RAM a little (device state)
@@ -110,6 +111,7 @@ class SnapshotManager(object):
     def load(self, write=True):
         """The tree, reconciled with libvirt: snapshots made outside the collection are adopted,
         deletions a crash interrupted are finished. Returns (tree, adopted names)."""
+        check_ownership(self.domain, self.store, write)     # a migrated VM's store or disks: refused
         tree = self.store.load()
         in_libvirt = dict(self.domain.snapshot_xmls())
         for name in list(tree.deleting):
