@@ -71,7 +71,7 @@ def by_hand(hosts, twins, hour):
     procs = [ssh(h, ' && '.join('virsh -q -c qemu:///system snapshot-create-as %s by-hand-%02d --disk-only --atomic'
                                 % (g.name, hour) for g in twins[h.name])) for h in hosts]
     for p in procs:
-        _, err = p.communicate()
+        err = p.communicate()[1]
         if p.returncode != 0:
             raise RuntimeError('virsh over ssh failed: %s' % err)
     return time.perf_counter() - start
@@ -98,7 +98,7 @@ def main():
         by_hand(hosts, twins, 0)
         f3, f1, hand, ping, bare, startup = [], [], [], [], [], []
         hour = 1
-        for _ in range(ROUNDS):
+        for _round in range(ROUNDS):
             f3.append(enforce(inv, hour, 3))
             hand.append(by_hand(hosts, twins, hour))
             hour += 1

@@ -33,8 +33,9 @@ die() { echo "fleet: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root"
 # The daemons started here must not inherit the caller's descriptors (a flock held by a caller
 # would be held as long as the daemons live): close everything above stderr first.
-for fd in $(ls /proc/$$/fd); do
-    [ "$fd" -gt 2 ] 2>/dev/null && [ "$fd" -lt 255 ] && eval "exec $fd>&-" 2>/dev/null
+for fd in "/proc/$$/fd/"*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] && [ "$fd" -lt 255 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
 done
 # One fleet.sh at a time changes the fleet (the lock is on a descriptor the daemons do not get).
 if [ "${1:-}" != exec ] && [ "${1:-}" != inventory ] && [ "${1:-}" != status ]; then
@@ -233,7 +234,7 @@ down_host() {
     done
     # Any QEMU left behind in that namespace (its libvirtd was killed before it could stop them).
     for f in "$d"/run-libvirt/qemu/*.pid; do
-        [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true
+        if [ -f "$f" ]; then kill -9 "$(cat "$f")" 2>/dev/null || true; fi
     done
     rm -rf "$d"
 }

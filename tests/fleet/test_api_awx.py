@@ -92,8 +92,8 @@ def test_merge_through_the_api(tmp_path, hosts, inventory, make_fleet_guest):
     tree = {'domain': guest.name, 'storage_dir': fleetbed.STORE}
     guest.write_pattern('vda', 1)
     run_job(tmp_path, NS + 'snapshot_create', inv, dict(domain=guest.name, name='root', snapshot_type='disk_only'))
-    run_tasks(tmp_path, inv, hv1, [{'nova.snapshots.nova_snapshot_tree': dict(tree, state='branched', name='feature',
-                                                                                **{'from': 'root'})}])
+    branch = dict(tree, state='branched', name='feature', **{'from': 'root'})
+    run_tasks(tmp_path, inv, hv1, [{'nova.snapshots.nova_snapshot_tree': branch}])
     guest.write_pattern('vda', 2)                                    # on main
     run_job(tmp_path, NS + 'snapshot_create', inv, dict(domain=guest.name, name='m1', snapshot_type='disk_only'))
     run_tasks(tmp_path, inv, hv1, [{'nova.snapshots.nova_snapshot_tree': dict(tree, state='switched', name='feature')}])
