@@ -8,11 +8,11 @@ if [ -d /run/systemd/system ]; then
 fi
 if ! pgrep -x virtlogd >/dev/null; then
     echo "daemons: starting virtlogd"
-    virtlogd -d
+    virtlogd -d 9>&-      # not setup.sh's lock: a daemon holding it would block every later setup
 fi
 if ! pgrep -x libvirtd >/dev/null; then
     echo "daemons: starting libvirtd"
-    libvirtd -d
+    libvirtd -d 9>&-
 fi
 for _ in $(seq 1 60); do
     if virsh -q -c qemu:///system version >/dev/null 2>&1; then
