@@ -25,6 +25,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store imp
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import disk_usage
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NotFound, NovaError, Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, VmSnapshot, adopted_id
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._ownership import check_ownership
 
 
 class SnapshotManager(object):
@@ -89,6 +90,7 @@ class SnapshotManager(object):
     def load(self, write=True):
         """The tree, reconciled with libvirt: snapshots made outside the collection are adopted,
         deletions a crash interrupted are finished. Returns (tree, adopted names)."""
+        check_ownership(self.domain, self.store, write)     # a migrated VM's store or disks: refused
         tree = self.store.load()
         in_libvirt = dict(self.domain.snapshot_xmls())
         for name in list(tree.deleting):
