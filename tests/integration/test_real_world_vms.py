@@ -16,7 +16,7 @@ import libvirt
 import pytest
 
 from ansible_collections.nova.snapshots.plugins.module_utils.model import _crash as crash
-from testbed import assert_ram_restored, guest_task, held_task, ticks_around
+from testbed import assert_ram_restored, guest_task, held_task, image_bytes, ticks_around
 
 SNAP = 'nova.snapshots.nova_snapshot'
 INFO = 'nova.snapshots.nova_snapshot_info'
@@ -65,12 +65,12 @@ def test_a_disk_from_a_storage_pool(make_guest, pool):
     made = guest_task(SNAP, guest, ok=True, name='s1', snapshot_type='disk_only')
     assert sorted(d['device'] for d in made['snapshot']['disk_files']) == ['vda', 'vdb']
     assert [d['file_path'] for d in made['snapshot']['disk_files'] if d['device'] == 'vdb'] == [guest.disks['vdb']]
-    guest.write_marker('vdb', 4096, 'after-it')
+    guest.write_marker('vdb', 4096, 'after-the-pool')
     guest_task(SNAP, guest, ok=True, name='s1', state='reverted', after='running')
     guest.wait_ready()
     assert guest.read_marker('vdb', 4096) == 'in-the-pool'
-    # the volume itself was never written: the overlay went on top of it
-    assert virsh('vol-list', name).count('vdb.qcow2') == 1
+    # the volume itself was never written after the snapshot: the overlay went on top of it
+    assert image_bytes(guest.disks['vdb'], 4096, 11) == b'in-the-pool'
 
 
 def test_a_block_device_disk(make_guest):
@@ -91,7 +91,7 @@ def test_a_block_device_disk(make_guest):
         guest.write_marker('vdb', 4096, 'on-the-device')
         made = guest_task(SNAP, guest, ok=True, name='s1', snapshot_type='disk_only')
         assert [(d['file_path'], d['format']) for d in made['snapshot']['disk_files'] if d['device'] == 'vdb'] == [(device, 'raw')]
-        guest.write_marker('vdb', 4096, 'overlay-data')
+        guest.write_marker('vdb', 4096, 'overlay-bytes')
         guest_task(SNAP, guest, ok=True, name='s1', state='reverted', after='running')
         guest.wait_ready()
         assert guest.read_marker('vdb', 4096) == 'on-the-device'
@@ -132,9 +132,9 @@ def test_nothing_selected_is_refused_naming_each_disk(make_guest):
 
 def test_a_transient_domain_is_refused_before_anything_changes(make_guest):
     guest = make_guest(disks=1)
-    guest.write_marker('vda', 4096, 'before')
+    guest.write_marker('vda', 4096, 'before-s1')
     guest_task(SNAP, guest, ok=True, name='s1', snapshot_type='disk_only')
-    guest.write_marker('vda', 4096, 'after')
+    guest.write_marker('vda', 4096, 'after--s1')
     # a running domain that is undefined is transient from now on
     guest.dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
     assert guest.dom.isPersistent() == 0
@@ -143,7 +143,7 @@ def test_a_transient_domain_is_refused_before_anything_changes(make_guest):
     assert refused['failed'] is True and 'is transient' in refused['msg'] and 'nothing was changed' in refused['msg']
     # the VM is still there, still running on its own disk, never stopped
     assert guest.state == 'running' and guest.wait_tick(tick + 1) > tick
-    assert guest.read_marker('vda', 4096) == 'after'
+    assert guest.read_marker('vda', 4096) == 'after--s1'
 
 
 def test_a_renamed_domain_keeps_its_history_and_reverts_with_ram(make_guest, run_module):
@@ -151,7 +151,7 @@ def test_a_renamed_domain_keeps_its_history_and_reverts_with_ram(make_guest, run
     guest.write_marker('vda', 4096, 'at-snapshot')
     guest.wait_tick(3)
     _made, window = ticks_around(guest, lambda: guest_task(SNAP, guest, ok=True, name='s1', snapshot_type='memory'))
-    guest.write_marker('vda', 4096, 'later')
+    guest.write_marker('vda', 4096, 'later-write')
     guest.stop()
     new_name = guest.name + '-renamed'
     guest.dom.rename(new_name, 0)
@@ -172,6 +172,11 @@ def test_uefi_nvram_is_kept_with_the_snapshot_and_internal_ones_refused(make_gue
         f.write(b'variables as they were' + bytes(4096))
 
     def uefi(root):
+        features = root.find('features')
+        if features is None:
+            features = root.makeelement('features')
+            root.insert(list(root).index(root.find('os')) + 1, features)
+        features.append(features.makeelement('acpi'))
         os_ = root.find('os')
         loader = os_.makeelement('loader', readonly='yes', type='pflash')
         loader.text = '/usr/share/OVMF/OVMF_CODE_4M.fd'
@@ -195,7 +200,7 @@ def test_a_revert_that_fails_after_stopping_the_vm_puts_it_back(make_guest, tmp_
     guest = make_guest(disks=1)
     guest.write_marker('vda', 4096, 'at-snapshot')
     made = guest_task(SNAP, guest, ok=True, name='s1', snapshot_type='memory')
-    guest.write_marker('vda', 4096, 'latest')
+    guest.write_marker('vda', 4096, 'latest-data')
     disk_before = guest.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     hold = str(tmp_path / 'held')
     task = held_task(SNAP, {'domain': guest.name, 'storage_dir': guest.storage_dir, 'name': 's1', 'state': 'reverted'},
@@ -213,7 +218,7 @@ def test_a_revert_that_fails_after_stopping_the_vm_puts_it_back(make_guest, tmp_
     assert 'put back on the disks it ran on (nothing on them was lost)' in result['msg'], result['msg']
     assert guest.state == 'running'
     guest.wait_ready()
-    assert guest.read_marker('vda', 4096) == 'latest'
+    assert guest.read_marker('vda', 4096) == 'latest-data'
     assert guest.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == disk_before
     # and the revert can be done once the file is whole again
     guest_task(SNAP, guest, ok=True, name='s1', state='reverted')
