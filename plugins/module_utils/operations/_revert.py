@@ -21,6 +21,7 @@ import os
 import time
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._save_image import read_xml, write_xml
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, copy_file, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import VM_STOPPED, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, LibvirtFailed, NovaError, Refused, SnapshotNotFound
@@ -113,7 +114,13 @@ def prepare_start(m, disks, memory_file, target):
     if not memory_file:
         return lambda: m.domain.start(paused=paused)
     saved = m.parse_domain(m.hypervisor.save_image_xml(memory_file))
-    saved.rename(m.domain.name, m.domain.uuid)      # the domain may have been renamed since
+    if saved.name != m.domain.name:
+        # Renamed since the snapshot (virsh domrename). libvirt refuses to restore RAM saved under
+        # another name, whatever XML it is given, so the name in the file itself follows the domain.
+        inside = m.parse_domain(read_xml(memory_file))
+        inside.rename(m.domain.name, m.domain.uuid)
+        write_xml(memory_file, inside.to_string())
+        saved.rename(m.domain.name, m.domain.uuid)
     targets = set(d.target for d in saved.disks)
     lost = sorted(set(disks) - targets)
     if lost:
