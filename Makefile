@@ -12,7 +12,7 @@ setup:
 	@scripts/setup.sh
 
 demo: setup
-	$(VENV)/bin/ansible-playbook -i localhost, nova.snapshots.demo
+	$(VENV)/bin/ansible-playbook -i localhost, demo/demo.yml
 
 demo-clean:
 	-virsh -c qemu:///system destroy nova-demo
