@@ -1,4 +1,5 @@
 # nova.snapshots: the two commands are `make demo` and `make test` (see README.md).
+# `make release-check` runs the validators a release needs (part of `make test`); `make docs` builds the site.
 SHELL := /bin/bash
 VENV  := $(CURDIR)/.venv
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
@@ -6,13 +7,13 @@ export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
 export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
 
-.PHONY: setup demo demo-clean demo-fleet demo-fleet-clean test test-fleet sanity unit integration bench
+.PHONY: setup demo demo-clean demo-fleet demo-fleet-clean test test-fleet sanity release-check docs ee unit integration bench
 
 setup:
 	@scripts/setup.sh
 
 demo: setup
-	$(VENV)/bin/ansible-playbook -i localhost, nova.snapshots.demo
+	$(VENV)/bin/ansible-playbook -i localhost, demo/demo.yml
 
 demo-clean:
 	-virsh -c qemu:///system destroy nova-demo
@@ -37,6 +38,22 @@ test: setup
 
 sanity: setup
 	@scripts/sanity.sh
+
+# galaxy-importer (Automation Hub's settings), ansible-lint production, antsibull-changelog and
+# antsibull-docs lint, build + install + verify, the EE's build context, ansible-test sanity on
+# ansible-core 2.18 and 2.19. Logs in .build/release/.
+release-check: setup
+	@scripts/release-check.sh
+
+# The documentation site, into .build/docs/build/html/index.html.
+docs: setup
+	@scripts/docs.sh
+
+# The execution environment's build context (.build/ee-context), from a fresh tarball; then
+# `ansible-builder build` there with podman or docker.
+ee: setup
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path .build/dist .
+	$(VENV)/bin/ansible-builder create -f execution-environment.yml -c .build/ee-context
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit

@@ -6,7 +6,8 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 # One set-up at a time (parallel runs would install the collection over each other).
-exec 9>/tmp/nova-snapshots-setup.lock
+# NOVA_SETUP_LOCK names another lock file (a worktree of its own needs no other's lock).
+exec 9>"${NOVA_SETUP_LOCK:-/tmp/nova-snapshots-setup.lock}"
 flock 9
 
 packages=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nova_chain
 short_description: Show, check, consolidate and optimize the backing chains of a libvirt domain's disks
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Shows each disk's backing chain, from the image the VM writes to down to the base image, with
     every file's format, sizes, depth and the snapshot it belongs to, and how much more space the

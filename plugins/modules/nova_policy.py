@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nova_policy
 short_description: Snapshot policies for libvirt domains - schedules, retention and conditions
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Stores a snapshot policy on the hypervisor (O(state=present)), removes it (O(state=absent)), or
     enforces it (O(state=enforced)) - takes the one snapshot that is due at O(now), prunes the

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nova_snapshot
 short_description: Create, revert and delete snapshots of libvirt domains
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Takes internal, external, memory and disk-only snapshots of a libvirt/QEMU domain, running
     (live) or shut off, atomically across its disks.

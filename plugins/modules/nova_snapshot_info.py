@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nova_snapshot_info
 short_description: List and query the snapshots of libvirt domains
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Lists the snapshots of one libvirt domain, or of every domain, with the collection's full record
     of each (the nova design's VmSnapshot) - parent, children, creation time, VM state, type, disk files,

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nova_snapshot_tree
 short_description: Git-like branches of a libvirt domain's snapshots - create, switch, merge, delete
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - A branch is a named, writable line of work that starts at a snapshot, like a git branch. On a
     branch the VM's disks are overlays on that snapshot's frozen images. One branch is active; the VM

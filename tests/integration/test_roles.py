@@ -76,7 +76,7 @@ def test_schedule_calendar(tmp_path):
              'vars_files': [os.path.join(role, 'defaults', 'main.yml'), os.path.join(role, 'vars', 'main.yml')],
              'tasks': [{'ansible.builtin.copy': {
                  'dest': str(out), 'mode': '0644',
-                 'content': '{{ {"calendar": _nova_schedule_calendar, "problems": _nova_schedule_problems} | to_json }}'}}]}]
+                 'content': '{{ {"calendar": _snapshot_schedule_calendar, "problems": _snapshot_schedule_problems} | to_json }}'}}]}]
     playbook = tmp_path / 'calendar.yml'
     playbook.write_text(json.dumps(play))
     proc = subprocess.run([os.path.join(testbed.TOP, '.venv', 'bin', 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',

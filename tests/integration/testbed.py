@@ -312,11 +312,11 @@ class Task(object):
         """The registered result (a failure comes back as a result with `failed: true`)."""
         try:
             stdout, stderr = self.proc.communicate(timeout=timeout)
+            if not os.path.exists(self.out):
+                raise AssertionError('ansible-playbook produced no result (rc=%d):\n%s\n%s'
+                                     % (self.proc.returncode, stdout[-4000:], stderr[-4000:]))
             with open(self.out) as f:
                 return json.load(f)
-        except FileNotFoundError:
-            raise AssertionError('ansible-playbook produced no result (rc=%d):\n%s\n%s'
-                                 % (self.proc.returncode, stdout[-4000:], stderr[-4000:]))
         finally:
             for path in (self.out, self.playbook):
                 if os.path.exists(path):

@@ -62,7 +62,7 @@ def test_every_layer_has_files():
     assert {'module_utils/model', 'module_utils/adapters', 'module_utils/operations', 'modules'} <= layers
 
 
-@pytest.mark.parametrize('rel,path', FILES, ids=[rel for rel, _ in FILES])
+@pytest.mark.parametrize('rel,path', FILES, ids=[rel for rel, _path in FILES])
 def test_imports_point_downward_and_names_are_public(rel, path):
     with open(path) as f:
         tree = ast.parse(f.read(), path)
