@@ -14,4 +14,8 @@ release=$?
 echo "== unit and integration tests (pytest, two workers: the guests mostly wait, so two cores serve two)"
 .venv/bin/pytest -n 2 --durations=15 tests/unit tests/integration
 pytest_rc=$?
-[ $release -eq 0 ] && [ $pytest_rc -eq 0 ]
+
+echo "== the fleet: three hypervisors on this machine, reached over ssh (one pytest process: they share the fleet)"
+.venv/bin/pytest --durations=5 tests/fleet
+fleet_rc=$?
+[ $release -eq 0 ] && [ $pytest_rc -eq 0 ] && [ $fleet_rc -eq 0 ]

@@ -61,8 +61,8 @@ def describe_holder(holder):
     if not holder:
         return ''
     since = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(holder['since'])) if holder.get('since') else 'an unknown time'
-    return ': %s by pid %s on %s since %s' % (holder.get('operation') or 'an operation', holder.get('pid'),
-                                               holder.get('host') or 'this host', since)
+    what = holder.get('operation') or 'an operation'
+    return ': %s by pid %s on %s since %s' % (what, holder.get('pid'), holder.get('host') or 'this host', since)
 
 
 class Store(object):
