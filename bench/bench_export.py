@@ -6,9 +6,9 @@
 - export_bundle: the export core (lock, measure, flatten each disk, XML, record, manifest with
   SHA-256, rename) of a disk-only snapshot of the running guest, vs `qemu-img convert -O qcow2` of
   the same frozen chain.
-- export_incremental: an incremental bundle between two snapshots vs a second full copy of the
-  changed layer's chain would be unfair either way; here it is compared with `qemu-img convert -B`
-  of the top layer only (the least a tool must do: copy the changed clusters), same data.
+- export_incremental: an incremental bundle between two snapshots vs `qemu-img convert -B` of the
+  one layer that changed (the least any tool must do: copy the changed clusters), same data.
+  (virtnbdbackup -l inc, the issue's peer, needs a twin guest with a dirty bitmap: not measured yet.)
 - import_bundle: the import core (verify every checksum, convert, qemu-img compare, define) vs
   `qemu-img convert` + `virsh define` of the same bundle.
 
@@ -18,11 +18,12 @@ The guest's disk is a chain with NOVA_BENCH_EXPORT_MIB MiB of data (default 256)
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
 
-from common import URI, Hypervisor, QemuImg, manager, report, run_command, timed, virsh  # noqa: F401 (sys.path first)
+from common import URI, Hypervisor, QemuImg, manager, report, run_command, timed, virsh  # first: sets sys.path
 import testbed
 from bench_chain import build_chain, guest_on
 
@@ -62,15 +63,12 @@ def main(conn):
     try:
         s1 = take(guest, 's1')
         frozen = s1['disk_files'][0]['file_path']
-        # changed data for the incremental: DATA_MIB/4 written on top, then s2
-        top = testbed.Guest.__new__(testbed.Guest)
-        live = [d for d in guest.dom.XMLDesc(0).split("'") if d.endswith('.qcow2') and 'active' in d]
-        hv = Hypervisor(URI)
-        active = live[0] if live else None
-        hv.close()
-        del top, active
-        qemu('virsh', '-q', '-c', URI, 'qemu-monitor-command', guest.name, '--hmp',
-             'qemu-io virtio-disk0 "write -P 9 0 %d"' % (DATA_MIB // 4 * 2 ** 20))
+        # changed data for the incremental: DATA_MIB/4 MiB on top of s1, then s2 of the running VM
+        # (QEMU refuses a second writer on a running disk, so the data goes in while the VM is off)
+        active = re.search(r"<source file='([^']+)'", guest.dom.XMLDesc(0)).group(1)
+        guest.stop()
+        qemu('qemu-io', '-f', 'qcow2', '-c', 'write -P 9 0 %d' % (DATA_MIB // 4 * 2 ** 20), active)
+        guest.start()
         s2 = take(guest, 's2')
         frozen2 = s2['disk_files'][0]['file_path']
 
@@ -101,7 +99,7 @@ def main(conn):
                     qemu('qemu-img', 'convert', '-f', 'qcow2', '-O', 'qcow2', os.path.join(out, 'b1', 'disk-vda.qcow2'),
                          os.path.join(out, 'peer-import.qcow2'))
                     with open(xml_path, 'w') as f:
-                        f.write(xml.replace('<name>%s</name>' % guest.name, '<name>%s</name>' % peer_name)
+                        f.write(re.sub(r'<uuid>[^<]*</uuid>', '', xml).replace('<name>%s</name>' % guest.name, '<name>%s</name>' % peer_name)
                                 .replace(chain[0], os.path.join(out, 'peer-import.qcow2')))
                     virsh('define', xml_path)
                 im_peer.append(timed(peer_import))

@@ -63,22 +63,27 @@ def new_name():
 
 @pytest.fixture
 def imported(conn):
-    """imported(name, like) -> a Guest handle on the imported domain `name`, which reuses the console
-    and command socket paths of the exported guest `like` (stop `like` before booting it)."""
+    """imported(name, like, boots) -> a Guest handle on the imported domain `name`, which reuses the
+    console and command socket paths of the exported guest `like` (stop `like` before booting it);
+    `boots` is the count of ready lines on that console before the import (see boots())."""
     names = []
 
-    def make(name, like):
+    def make(name, like, boots):
         names.append(name)
         g = testbed.Guest.__new__(testbed.Guest)
         g.conn, g.name, g.dir = conn, name, like.dir
         g.disks, g.console_path, g.sock_path = like.disks, like.console_path, like.sock_path
         g.dom = conn.lookupByName(name)
-        g._boots_seen = len(re.findall(r'nova-guest: ready', g.console()))
+        g._boots_seen = boots
         return g
     make.names = names
     yield make
     for name in names:
         testbed.destroy_domain(conn, name)
+
+
+def boots(guest):
+    return len(re.findall(r'nova-guest: ready', guest.console()))
 
 
 def no_partials(*dirs):
@@ -135,10 +140,11 @@ def test_bundle_export_while_running_then_resume_from_memory(make_guest, importe
     guest.stop()
     name = new_name()
     offset = len(guest.console())
+    seen = boots(guest)
     out = import_([dest], name, dest_dir=vm_dir(guest), start=True)
     assert out['memory_restored'] is True and out['started'] is True
     assert [d['equal'] for d in out['verified']['disks']] == [True, True]
-    copy = imported(name, guest)
+    copy = imported(name, guest, seen)
     assert copy.dom.UUIDString() != guest.dom.UUIDString()
     assert_ram_restored(copy, offset, at)
     assert_markers(copy, 1)
@@ -163,8 +169,9 @@ def test_bundle_tar_round_trip_boots_with_the_snapshot_disks(make_guest, importe
 
     guest.stop()
     name = new_name()
+    seen = boots(guest)
     import_([dest], name, dest_dir=vm_dir(guest), start=True)
-    copy = imported(name, guest)
+    copy = imported(name, guest, seen)
     copy.wait_ready()
     assert_markers(copy, 2)
 
@@ -233,12 +240,13 @@ def test_incremental_chain_gives_the_newest_disks(make_guest, imported, tmp_path
 
     guest.stop()
     name = new_name()
+    seen = boots(guest)
     out = import_([tmp_path / 'full', tmp_path / 'inc3', tmp_path / 'inc5.tar'], name, dest_dir=vm_dir(guest),
                   start=True)
     frozen = snap(guest, 's5')['disk_files'][0]['file_path']
     assert subprocess.run(['qemu-img', 'compare', '-U', '-f', 'qcow2', '-F', 'qcow2', out['disks'][0]['path'], frozen],
                           capture_output=True).returncode == 0
-    copy = imported(name, guest)
+    copy = imported(name, guest, seen)
     copy.wait_ready()
     assert_markers(copy, 5)
     assert copy.read_marker('vda', 307 * 65536 + 512, 8) == 's3-7'
@@ -272,8 +280,9 @@ def test_ova_read_by_other_tools_and_round_trip(make_guest, imported, tmp_path):
 
     guest.stop()
     name = new_name()
+    seen = boots(guest)
     import_([ova], name, dest_dir=vm_dir(guest), start=True)
-    copy = imported(name, guest)
+    copy = imported(name, guest, seen)
     copy.wait_ready()
     assert_markers(copy, 1)
 

@@ -18,6 +18,7 @@ __metaclass__ = type
 
 import os
 import re
+import threading
 import time
 import uuid as uuidlib
 
@@ -48,6 +49,29 @@ def free_bytes(path):
     return st.f_bavail * st.f_frsize
 
 
+class _Verifier(threading.Thread):
+    """Every manifest of `sources` checked in the background; result() waits and raises a mismatch."""
+
+    def __init__(self, importer, sources):
+        super(_Verifier, self).__init__(name='nova-verify')
+        self.daemon = True
+        self.importer, self.sources = importer, sources
+        self.checked, self.error = [], None
+
+    def run(self):
+        try:
+            for s in self.sources:
+                self.checked.extend(self.importer._verify(s))
+        except Exception as e:      # handed to the main thread by result()
+            self.error = e
+
+    def result(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.checked
+
+
 class Importer(object):
     def __init__(self, hypervisor, qemu_img):
         self.hv = hypervisor
@@ -62,9 +86,20 @@ class Importer(object):
             raise NovaError('give exactly one of storage_pool and dest_dir')
         started = time.time()
         sources = [Source(p) for p in src]
-        verified = []
-        for s in sources:
-            verified.extend(self._verify(s))
+        # Checksums are taken in a thread while the disks are written (both read the same files,
+        # so the page cache serves the second reader); nothing is defined before they all match.
+        verifier = _Verifier(self, sources)
+        verifier.start()
+        try:
+            return self._run(check_mode, sources, verifier, started, domain, storage_pool, dest_dir, start,
+                             network, force)
+        except BaseException:
+            verifier.join()
+            if verifier.error is not None:
+                raise verifier.error    # a damaged bundle is the cause of whatever failed after it
+            raise
+
+    def _run(self, check_mode, sources, verifier, started, domain, storage_pool, dest_dir, start, network, force):
         plan = self._plan(sources)
         pool = Pool(self.hv, storage_pool) if storage_pool else None
         directory = pool.path if pool else os.path.abspath(dest_dir)
@@ -84,23 +119,28 @@ class Importer(object):
             raise NovaError('not enough free space in %s for the import: %d MiB needed, %d MiB free; nothing was written'
                             % (directory, -(-need // 2 ** 20), free // 2 ** 20), needed_bytes=need, free_bytes=free)
         kind = network_kind(self.hv, network) if network else 'network'
-        actions = ['verify %d checksums of %s' % (len(verified), ', '.join(s.path for s in sources)),
+        actions = ['verify the checksums of %s' % ', '.join(s.path for s in sources),
                    'write disks %s into %s' % (', '.join(d['path'] for d in disks), directory),
                    "define domain '%s'%s" % (domain, ' (replacing the existing one)' if domain_exists(self.hv, domain) else '')]
         if start:
             actions.append('restore its RAM from the bundle' if plan['memory'] else 'start it')
-        result = dict(changed=True, domain=domain, actions=actions, verified=dict(checksums=verified, disks=[]),
+        result = dict(changed=True, domain=domain, actions=actions, verified=dict(checksums=[], disks=[]),
                       disks=[dict(device=d['device'], path=d['path'], format='qcow2') for d in disks], xml=None,
                       started=False, memory_restored=False, storage_pool=storage_pool, seconds=0.0)
         if check_mode:
+            result['verified']['checksums'] = verifier.result()
             return result
         made = []
         try:
             if not os.path.isdir(directory):
                 os.makedirs(directory, 0o755)
+                made.append(('dir', directory))
             for d in disks:
+                if verifier.error is not None:
+                    raise verifier.error
                 self._write_disk(d, made)
                 result['verified']['disks'].append(dict(device=d['device'], equal=True))
+            result['verified']['checksums'] = verifier.result()
             if pool:
                 pool.refresh()
                 for entry, d in zip(result['disks'], disks):
@@ -277,6 +317,8 @@ class Importer(object):
             try:
                 if what == 'domain':
                     remove_domain(self.hv, name)
+                elif what == 'dir':
+                    os.rmdir(name)      # only when empty: it was made for this import
                 else:
                     remove(name)
             except (NovaError, OSError):
