@@ -84,6 +84,7 @@ attributes:
     description: Checks the snapshot and options and reports the planned export; writes nothing.
   diff_mode:
     support: none
+    description: Nothing is compared; the result lists what was written.
   idempotent:
     support: full
     description: A second run finds the export of the same snapshot at O(dest) and changes nothing.

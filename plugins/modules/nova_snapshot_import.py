@@ -58,6 +58,7 @@ attributes:
     description: Verifies the checksums and reports what would be written and defined; writes nothing.
   diff_mode:
     support: none
+    description: Nothing is compared; the result lists what was written.
   idempotent:
     support: none
     description: An existing domain of the name is refused unless O(force) is set, so a second run fails or replaces.

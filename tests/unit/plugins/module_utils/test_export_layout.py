@@ -27,7 +27,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._errors impor
 
 
 def run_command(cmd, environ_update=None):
-    p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **(environ_update or {})))
+    p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **(environ_update or {})), check=False)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -37,10 +37,10 @@ def test_manifest_is_what_sha256sum_checks(tmp_path):
     (tmp_path / 'domain.xml').write_text('<domain/>')
     sums = {n: hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in ('a.qcow2', 'domain.xml')}
     (tmp_path / 'SHA256SUMS').write_text(layout.render_manifest(sums))
-    assert subprocess.run(['sha256sum', '-c', '--strict', 'SHA256SUMS'], cwd=tmp_path).returncode == 0
+    assert subprocess.run(['sha256sum', '-c', '--strict', 'SHA256SUMS'], cwd=tmp_path, check=False).returncode == 0
     assert layout.parse_manifest((tmp_path / 'SHA256SUMS').read_text()) == sums
     (tmp_path / 'a.qcow2').write_bytes(b'Disk')
-    assert subprocess.run(['sha256sum', '-c', 'SHA256SUMS'], cwd=tmp_path, capture_output=True).returncode == 1
+    assert subprocess.run(['sha256sum', '-c', 'SHA256SUMS'], cwd=tmp_path, capture_output=True, check=False).returncode == 1
 
 
 def test_mf_is_what_sha256sum_checks(tmp_path):
@@ -49,7 +49,7 @@ def test_mf_is_what_sha256sum_checks(tmp_path):
     text = layout.render_mf(sums)
     assert text == 'SHA256(vm.ovf)= %s\n' % sums['vm.ovf']
     (tmp_path / 'vm.mf').write_text(text)
-    assert subprocess.run(['sha256sum', '-c', 'vm.mf'], cwd=tmp_path).returncode == 0
+    assert subprocess.run(['sha256sum', '-c', 'vm.mf'], cwd=tmp_path, check=False).returncode == 0
     assert layout.parse_mf(text, 'x') == sums
 
 
