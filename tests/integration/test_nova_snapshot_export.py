@@ -352,7 +352,10 @@ def test_bad_export_input_is_refused_and_writes_nothing(make_guest, tmp_path):
     assert r['failed'] and 'has no memory file' in r['msg']
     r = export(guest, 'nope', tmp_path / 'x', ok=False)
     assert r['failed'] and "no snapshot named 'nope'" in r['msg']
-    assert os.listdir(tmp_path) == []
+    r = run_task(EXPORT, dict(domain=guest.name, name='cp', dest=str(tmp_path / 'x.tar'), storage_dir=guest.storage_dir),
+                 check=True)
+    assert not r.get('failed') and r['changed'] is True and r['actions'], r
+    assert os.listdir(tmp_path) == []           # check mode wrote nothing either
 
     small = tmp_path / 'small'
     small.mkdir()
