@@ -41,6 +41,22 @@ def sha256_range(path, offset=0, length=None):
     return h.hexdigest()
 
 
+def copy_hashed(src, dest, mode=0o600):
+    """Copy `src` to a new file `dest` (fsynced) and return the SHA-256 of what was written."""
+    h = hashlib.sha256()
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, 'wb') as out, open(src, 'rb') as f:
+        while True:
+            block = f.read(CHUNK)
+            if not block:
+                break
+            h.update(block)
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    return h.hexdigest()
+
+
 def fsync_path(path):
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -20,13 +20,13 @@ import binascii
 import json
 import os
 import re
-import shutil
+import threading
 import time
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _ovf
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._archive import (
     Source,
-    fsync_path,
+    copy_hashed,
     remove,
     replace,
     sha256_range,
@@ -48,6 +48,32 @@ def free_bytes(path):
         path = os.path.dirname(path)
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
+
+
+class _Hasher(threading.Thread):
+    """SHA-256 of a file in the background (hashlib releases the GIL); with copy_from, the file is
+    first written from that one (private, fsynced) and hashed in the same pass."""
+
+    def __init__(self, path, copy_from=None):
+        super(_Hasher, self).__init__(name='nova-sha256')
+        self.daemon = True
+        self.path, self.copy_from, self.digest, self.error = path, copy_from, None, None
+        self.start()
+
+    def run(self):
+        try:
+            if self.copy_from:
+                self.digest = copy_hashed(self.copy_from, self.path)
+            else:
+                self.digest = sha256_range(self.path)
+        except Exception as e:      # handed to the caller by result()
+            self.error = e
+
+    def result(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.digest
 
 
 class Exporter(object):
@@ -217,13 +243,25 @@ class Exporter(object):
         write_text(os.path.join(stage, layout.MANIFEST), layout.render_manifest(sums))
         return dict(order=files + [layout.MANIFEST], result=dict(files=self._listing(stage, files + [layout.MANIFEST], sums)))
 
-    def _sums(self, stage, names):
-        return dict((n, sha256_range(os.path.join(stage, n))) for n in names)
+    def _sums(self, stage, names, known=None):
+        """SHA-256 of each file; `known` ({name: _Hasher}) were started earlier and are only waited for."""
+        known = known or {}
+        return dict((n, known[n].result() if n in known else sha256_range(os.path.join(stage, n))) for n in names)
 
     def _listing(self, stage, names, sums):
         return [dict(name=n, size=os.path.getsize(os.path.join(stage, n)), sha256=sums.get(n)) for n in names]
 
-    def _write_bundle(self, tree, snap, base, stage, include_config, include_memory, compress, io_limit, domain_root):
+    def _write_bundle(self, *args):
+        hashing = {}
+        try:
+            return self._bundle_files(hashing, *args)
+        except BaseException:
+            for h in hashing.values():
+                h.join()            # before the caller removes what they write into
+            raise
+
+    def _bundle_files(self, hashing, tree, snap, base, stage, include_config, include_memory, compress, io_limit,
+                      domain_root):
         bundle_id = '%s-%s' % (time.strftime('%Y%m%dT%H%M%S', time.gmtime()), binascii.hexlify(os.urandom(3)).decode())
         disks, files, changed = [], [], 0
         for d in snap.disk_files:
@@ -246,6 +284,7 @@ class Exporter(object):
             entry['virtual_size'] = self.img.info(path, 'qcow2')['virtual-size']
             disks.append(entry)
             files.append(fname)
+            hashing[fname] = _Hasher(path)      # hashed while the next disk is copied
         if include_config:
             write_text(os.path.join(stage, layout.DOMAIN_FILE),
                        DomainXML(domain_root).to_string() + '\n')
@@ -255,9 +294,7 @@ class Exporter(object):
         files.append(layout.RECORD_FILE)
         if include_memory:
             target = os.path.join(stage, layout.MEMORY_FILE)
-            shutil.copyfile(snap.memory_file, target)
-            os.chmod(target, 0o600)
-            fsync_path(target)
+            hashing[layout.MEMORY_FILE] = _Hasher(target, copy_from=snap.memory_file)
             files.append(layout.MEMORY_FILE)
         extends = dict(snapshot_id=base.id, snapshot_name=base.name) if base else None
         record = layout.bundle_record(bundle_id, self.m.domain.name, snap, disks, iso_time(time.time()),
@@ -266,7 +303,7 @@ class Exporter(object):
             record['changed_bytes'] = changed
         write_text(os.path.join(stage, layout.BUNDLE_FILE), json.dumps(record, indent=1, sort_keys=True) + '\n')
         files.insert(0, layout.BUNDLE_FILE)
-        sums = self._sums(stage, files)
+        sums = self._sums(stage, files, hashing)
         write_text(os.path.join(stage, layout.MANIFEST), layout.render_manifest(sums))
         order = files + [layout.MANIFEST]
         return dict(order=order, result=dict(files=self._listing(stage, order, sums), bundle_id=bundle_id,
