@@ -9,6 +9,7 @@ import libvirt
 
 import bench_branches
 import bench_chain
+import bench_export
 import bench_fleet
 import bench_policy
 import bench_snapshot
@@ -23,4 +24,5 @@ if __name__ == '__main__':
     bench_tree.main()
     bench_chain.main(libvirt.open('qemu:///system'))
     bench_policy.main(libvirt.open('qemu:///system'))
+    bench_export.main(libvirt.open('qemu:///system'))
     bench_fleet.main()
