@@ -33,7 +33,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._placement
     remove_domain,
     restore,
 )
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import parse_xml
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._xml import parse_xml
 from ansible_collections.nova.snapshots.plugins.module_utils.model import _bundle as layout
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import validate_name
@@ -61,7 +61,7 @@ class _Verifier(threading.Thread):
     def run(self):
         try:
             for s in self.sources:
-                self.checked.extend(self.importer._verify(s))
+                self.checked.extend(self.importer.verify(s))
         except Exception as e:      # handed to the main thread by result()
             self.error = e
 
@@ -167,7 +167,7 @@ class Importer(object):
         return result
 
     # -- verification -------------------------------------------------------------------------
-    def _verify(self, source):
+    def verify(self, source):
         """Check `source` against its manifest; the names checked."""
         if source.kind == 'file':
             return []       # a plain disk image: there is nothing to check it against
