@@ -1,0 +1,205 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
+
+"""Files, byte for byte: streaming checksums, libvirt save image headers, sparse copies, and the
+per-snapshot checksum file of the store.
+
+    <storage_dir>/<vm>/snapshots/<id>/checksums.json
+
+holds, per file the snapshot froze: path, size, mtime, algorithm, digest, backing, recorded_at,
+verified_at, result, plus the snapshot's last verification (`last`) and, for a snapshot recreated
+from its parent, `recreated_from`. It is written atomically (the store's atomic_write) and is
+removed with the snapshot's directory.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import hashlib
+import json
+import os
+import struct
+import time
+import traceback
+
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import atomic_write
+
+try:
+    import blake3 as _blake3
+except ImportError:
+    HAS_BLAKE3 = False
+    BLAKE3_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_BLAKE3 = True
+    BLAKE3_IMPORT_ERROR = None
+
+ALGORITHMS = ('sha256', 'blake3')
+BLOCK = 8 * 1024 * 1024          # large reads: one syscall per 8 MiB keeps hashing at the disk's speed
+
+# libvirt's save image header (src/qemu/qemu_saveimage.h): 16-byte magic, then uint32 version,
+# data_len, was_running, compressed, cookieOffset and 14 unused, in the host's byte order.
+SAVE_MAGIC = b'LibvirtQemudSave'
+SAVE_PARTIAL = b'LibvirtQemudPart'
+SAVE_HEADER = struct.Struct('=16s5I56x')
+
+
+class MissingLibrary(NovaError):
+    pass
+
+
+def hasher(algorithm):
+    if algorithm == 'sha256':
+        return hashlib.sha256()
+    if algorithm == 'blake3':
+        if not HAS_BLAKE3:
+            raise MissingLibrary('blake3', library='blake3')
+        # max_threads: the Rust side hashes one buffer on several cores
+        return _blake3.blake3(max_threads=_blake3.blake3.AUTO)
+    raise NovaError("unknown checksum algorithm '%s' (use one of %s)" % (algorithm, ', '.join(ALGORITHMS)))
+
+
+class Throttle(object):
+    """Keeps the reads of one run below `limit` bytes per second (None: no limit)."""
+
+    def __init__(self, limit=None, clock=time.monotonic, sleep=time.sleep):
+        self.limit = limit
+        self.clock = clock
+        self.sleep = sleep
+        self.start = clock()
+        self.done = 0
+
+    def account(self, nbytes):
+        self.done += nbytes
+        if self.limit:
+            ahead = self.done / float(self.limit) - (self.clock() - self.start)
+            if ahead > 0:
+                self.sleep(ahead)
+
+
+def file_digest(path, algorithm, throttle=None, block=BLOCK):
+    """(hex digest, bytes read) of the whole file, read sequentially in large blocks."""
+    h = hasher(algorithm)
+    buf = bytearray(block)
+    view = memoryview(buf)
+    total = 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except (AttributeError, OSError):
+            pass
+        while True:
+            n = os.readv(fd, [buf])
+            if not n:
+                break
+            h.update(view[:n])
+            total += n
+            if throttle is not None:
+                throttle.account(n)
+    finally:
+        os.close(fd)
+    return h.hexdigest(), total
+
+
+def file_facts(path):
+    """{size, mtime} of a file, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return None
+        raise
+    return dict(size=st.st_size, mtime=int(st.st_mtime))
+
+
+def save_header(path):
+    """What the header of a libvirt save image says: {magic, complete, version, data_len, was_running,
+    compressed, min_size}; None when the file is too short to hold a header."""
+    with open(path, 'rb') as f:
+        raw = f.read(SAVE_HEADER.size)
+    if len(raw) < SAVE_HEADER.size:
+        return None
+    magic, version, data_len, was_running, compressed, _cookie = SAVE_HEADER.unpack(raw)
+    return dict(magic=magic.decode('latin-1'), complete=magic == SAVE_MAGIC, partial=magic == SAVE_PARTIAL,
+                version=version, data_len=data_len, was_running=was_running, compressed=compressed,
+                min_size=SAVE_HEADER.size + data_len)
+
+
+def sparse_copy(src, dest, block=BLOCK):
+    """Copy `src` to `dest` byte for byte, leaving holes where `src` has them; fsynced; mode and
+    owner kept. `dest` should be a temporary name the caller renames into place."""
+    st = os.stat(src)
+    fdi = os.open(src, os.O_RDONLY)
+    fdo = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        pos = 0
+        while pos < st.st_size:
+            try:
+                data_at = os.lseek(fdi, pos, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno != errno.ENXIO:
+                    raise
+                break           # only a hole is left
+            hole_at = os.lseek(fdi, data_at, os.SEEK_HOLE)
+            os.lseek(fdi, data_at, os.SEEK_SET)
+            os.lseek(fdo, data_at, os.SEEK_SET)
+            left = hole_at - data_at
+            while left > 0:
+                chunk = os.read(fdi, min(block, left))
+                if not chunk:
+                    break
+                os.write(fdo, chunk)
+                left -= len(chunk)
+            pos = hole_at
+        os.ftruncate(fdo, st.st_size)
+        os.fsync(fdo)
+    finally:
+        os.close(fdi)
+        os.close(fdo)
+    os.chmod(dest, st.st_mode & 0o7777)
+    os.chown(dest, st.st_uid, st.st_gid)
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ChecksumFile(object):
+    """The checksums.json of one snapshot (see the module docstring)."""
+
+    NAME = 'checksums.json'
+
+    def __init__(self, snapshot_dir):
+        self.dir = snapshot_dir
+        self.path = os.path.join(snapshot_dir, self.NAME)
+
+    def load(self):
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+        except (IOError, OSError) as e:
+            if e.errno == errno.ENOENT:
+                return dict(files={})
+            raise
+        except ValueError:
+            # a damaged checksum file is not fatal: the snapshot is re-trusted and says so
+            return dict(files={}, damaged=True)
+        data.setdefault('files', {})
+        return data
+
+    def save(self, data):
+        if not os.path.isdir(self.dir):
+            raise NovaError('snapshot directory %s is missing; cannot record checksums' % self.dir)
+        data = dict(data)
+        data.pop('damaged', None)
+        atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True))
