@@ -93,6 +93,16 @@ options:
     type: str
     choices: [keep, delete]
     default: keep
+  checksum:
+    description:
+      - With O(state=present), when a snapshot is taken, record the checksum of each file it freezes
+        (frozen images, memory file) for M(nova.snapshots.nova_snapshot_verify). C(none) records
+        nothing; the snapshot then gets its checksums at its first verification.
+      - C(blake3) needs the C(blake3) Python package on the hypervisor.
+    type: str
+    choices: [none, sha256, blake3]
+    default: none
+    version_added: 1.0.0
   job_timeout:
     description: Seconds to wait for a block job (pull or commit while the VM runs) before aborting it.
     type: int
@@ -255,6 +265,12 @@ adopted:
   returned: always
   type: list
   elements: str
+checksums:
+  description: With O(checksum), the checksums recorded for the new snapshot's files (path, size, algorithm, digest).
+  returned: when a snapshot was taken with O(checksum) other than C(none)
+  type: list
+  elements: dict
+  version_added: 1.0.0
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -262,6 +278,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import check_algorithm, record_created
 
 
 def main():
@@ -281,6 +298,7 @@ def main():
             force=dict(type='bool', default=False),
             children=dict(type='str', default='keep', choices=['keep', 'delete']),
             job_timeout=dict(type='int', default=600),
+            checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
         ),
         supports_check_mode=True,
     )
@@ -289,7 +307,11 @@ def main():
     def action(hypervisor):
         manager = SnapshotManager(hypervisor, p['domain'], p['storage_dir'], QemuImg(module.run_command),
                                   lock_timeout=p['lock_timeout'], job_timeout=p['job_timeout'])
-        return manager.run(module.check_mode, lambda tree: plan(manager, tree))
+        check_algorithm(p['checksum'])
+        result = manager.run(module.check_mode, lambda tree: plan(manager, tree))
+        if p['state'] == 'present' and p['checksum'] != 'none' and result['changed'] and not module.check_mode:
+            result['checksums'] = record_created(manager, result['snapshot'], p['checksum'])   # nova_snapshot_verify
+        return result
 
     def plan(manager, tree):
         if p['state'] == 'present':

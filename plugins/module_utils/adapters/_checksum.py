@@ -53,12 +53,20 @@ class MissingLibrary(NovaError):
     pass
 
 
+def check_algorithm(algorithm):
+    """Refuse an algorithm this hypervisor cannot compute, before anything is done."""
+    if algorithm == 'blake3' and not HAS_BLAKE3:
+        raise MissingLibrary('checksum=blake3 needs the blake3 Python package on the hypervisor '
+                             '(pip install blake3 into the Python that runs the modules)', library='blake3')
+    if algorithm not in ALGORITHMS + ('none', None):
+        raise NovaError("unknown checksum algorithm '%s' (use one of %s)" % (algorithm, ', '.join(ALGORITHMS)))
+
+
 def hasher(algorithm):
     if algorithm == 'sha256':
         return hashlib.sha256()
     if algorithm == 'blake3':
-        if not HAS_BLAKE3:
-            raise MissingLibrary('blake3', library='blake3')
+        check_algorithm(algorithm)
         # max_threads: the Rust side hashes one buffer on several cores
         return _blake3.blake3(max_threads=_blake3.blake3.AUTO)
     raise NovaError("unknown checksum algorithm '%s' (use one of %s)" % (algorithm, ', '.join(ALGORITHMS)))

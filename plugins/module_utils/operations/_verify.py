@@ -20,8 +20,9 @@ __metaclass__ = type
 import os
 import time
 
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import (
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import (  # noqa: F401 check_algorithm
     ChecksumFile,
+    check_algorithm,
     Throttle,
     file_digest,
     file_facts,
@@ -176,8 +177,9 @@ class Verifier(object):
             return
         problems_before = len(r.problems)
         if d.format == 'qcow2':
-            self._qemu_check(r, path)
             self._check_backing(snap, d, r, info)
+            if not [p for p in r.problems[problems_before:] if p.kind == 'backing_missing']:
+                self._qemu_check(r, path)     # qemu-img check cannot open an image whose backing is gone
         self._checksum(snap, r, path, entry, backing=info.backing_file,
                        trust=len(r.problems) == problems_before)
 
@@ -745,7 +747,12 @@ def _one_domain(m, params, check_mode, throttle, pattern, matches):
     elif params.get('state') == 'repaired' and (bad or adopted):
         with m.store.lock():
             tree, adopted = m.load()          # adopts virsh-made snapshots, redefines unsynced ones
-            changed = bool(adopted)
+            changed = bool(adopted) or bool(m.unsynced)
+            for r in reports:
+                if r.id in [s.id for s in m.unsynced]:
+                    r.repairs.append("redefined libvirt's snapshot metadata of %s from the store" % r.name)
+            if adopted and reports:
+                reports[-1].repairs.append('adopted %s into the store' % ', '.join(adopted))
             for snap_id in bad:
                 v.pending.pop(snap_id, None)
             changed |= bool(v.write_pending(tree))
@@ -761,8 +768,9 @@ def _one_domain(m, params, check_mode, throttle, pattern, matches):
             v3 = Verifier(m, algorithm, throttle)
             final, problems = v3.verify(tree, [tree.snapshots[r.id] for r in again if r.id in tree.snapshots])
             before = dict((r.id, r) for r in again)
+            reports_by_id = dict((r.id, r) for r in reports)
             for r in final:
-                r.repairs, r.lost = before[r.id].repairs, before[r.id].lost
+                r.repairs, r.lost = reports_by_id[r.id].repairs + before[r.id].repairs, before[r.id].lost
                 r.problems += [p for p in before[r.id].problems if p.kind == 'refused']
             final = dict((r.id, r) for r in final)
             reports = [final.get(r.id, r) for r in reports]
@@ -773,3 +781,14 @@ def _one_domain(m, params, check_mode, throttle, pattern, matches):
             tree, _a = m.load(write=False)
             changed = bool(v.write_pending(tree))
     return reports, problems, domain_stats(m, tree, problems), changed
+
+
+def record_created(manager, described, algorithm):
+    """nova_snapshot's hook: after `described` (the record manager.run returned) was created, record
+    the checksums of what it froze, under the domain's lock. Returns the entries."""
+    if not algorithm or algorithm == 'none' or not described:
+        return []
+    with manager.store.lock():
+        tree, _adopted = manager.load(write=False)
+        snap = tree.snapshots.get(described['id'])
+        return record_checksums(manager, tree, snap, algorithm) if snap else []
