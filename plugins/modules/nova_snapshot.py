@@ -278,7 +278,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import check_algorithm, record_created
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import check_algorithm
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import record_created
 
 
 def main():

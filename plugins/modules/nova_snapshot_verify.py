@@ -64,7 +64,7 @@ options:
     default: true
   metrics_file:
     description:
-      - Write a Prometheus textfile-collector file here (node_exporter's format), atomically: per
+      - Write a Prometheus textfile-collector file here (node_exporter's format), atomically - per
         domain the snapshot count, bytes, oldest and newest age, longest chain; per snapshot the last
         verification result and time. Its directory must exist and be writable. Not written in check mode.
     type: path

@@ -137,9 +137,8 @@ def failure_message(reports, domain_problems=()):
     parts = []
     for r in reports:
         if r.problems:
-            parts.append("snapshot '%s' of '%s': FAILED - %s" % (
-                r.name, r.domain, '; '.join('%s%s' % (p.message, ' (%s)' % p.file if p.file else '')
-                                           for p in r.problems)))
+            what = ['%s%s' % (p.message, ' (%s)' % p.file if p.file else '') for p in r.problems]
+            parts.append("snapshot '%s' of '%s': FAILED - %s" % (r.name, r.domain, '; '.join(what)))
     for p in domain_problems:
         parts.append("domain '%s': %s%s" % (p.domain, p.message, ' (%s)' % p.file if p.file else ''))
     return ' | '.join(parts) or None

@@ -20,9 +20,8 @@ __metaclass__ = type
 import os
 import time
 
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import (  # noqa: F401 check_algorithm
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import (
     ChecksumFile,
-    check_algorithm,
     Throttle,
     file_digest,
     file_facts,
@@ -491,7 +490,7 @@ class Repairer(object):
         busy = [u for u in uppers if real(u) in self.m.open_images()]
         if busy:
             self._note(report, 'not repoint %s to %s: the running VM holds %s open (stop it first)'
-                        % (missing, found, ', '.join(busy)))
+                       % (missing, found, ', '.join(busy)))
             return False
         self._note(report, 'repoint %s (found by checksum at %s): records, and the backing link of %s'
                    % (missing, found, ', '.join(uppers) or 'no image'))

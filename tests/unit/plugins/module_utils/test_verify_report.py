@@ -152,7 +152,7 @@ def test_unknown_algorithm_is_refused(tmp_path):
 def test_throttle_sleeps_to_keep_the_rate():
     clock = [0.0]
     slept = []
-    t = _checksum.Throttle(100, clock=lambda: clock[0], sleep=lambda s: slept.append(s))
+    t = _checksum.Throttle(100, clock=lambda: clock[0], sleep=slept.append)
     t.account(50)     # 0.5 s worth at 100 B/s, at t=0
     clock[0] = 0.2
     t.account(50)     # 1.0 s worth, at t=0.2
