@@ -20,11 +20,13 @@ description:
     C(virsh), metadata deleted with C(virsh snapshot-delete --metadata), orphan directories, an
     interrupted delete), and that the tree's parents and children are consistent.
   - Checksums are kept per snapshot in C(<storage_dir>/<domain>/snapshots/<id>/checksums.json). A
-    snapshot taken without one (see O(nova.snapshots.nova_snapshot#module:nova_snapshot:checksum))
+    snapshot taken without one (see O(nova.snapshots.nova_snapshot#module:checksum))
     gets its checksums at its first verification and is reported C(unverified), "trusted on first
     verification", until the next.
   - With O(state=repaired) fixes what can be fixed without changing what any snapshot shows; see
     O(state).
+  - The C(nova.snapshots.snapshot_verification) role runs it on a schedule (systemd timer or cron) and
+    writes the metrics file.
 options:
   domain:
     description:
@@ -94,6 +96,7 @@ attributes:
     description: Verifies and plans every repair (RV(snapshots[].repairs) say "would ..."); writes nothing.
   diff_mode:
     support: none
+    description: Returns no diff; RV(snapshots[].repairs) say what changed.
   idempotent:
     support: full
     description: A repaired problem is not found again; a second run repairs nothing. Recording first checksums is a change.
@@ -103,7 +106,6 @@ author:
   - nova.snapshots developers (@nova-snapshots)
 seealso:
   - module: nova.snapshots.nova_snapshot
-  - role: nova.snapshots.snapshot_verification
 '''
 
 EXAMPLES = r'''
