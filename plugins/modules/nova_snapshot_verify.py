@@ -174,6 +174,10 @@ snapshots:
     lost:
       description: For a snapshot recreated from its parent, what was lost; else null.
       type: str
+    notes:
+      description: What could not be checked conclusively (for example C(qemu-img check) of an image the running VM writes).
+      type: list
+      elements: str
 summary:
   description: Counts over the run.
   returned: always

@@ -78,6 +78,12 @@ def flip_allocated_byte(path):
     return at
 
 
+def flip_allocated_byte_or_data(path):
+    """Like flip_allocated_byte, for a layer that may hold no data yet: give it some first."""
+    subprocess.run(['qemu-io', '-f', 'qcow2', '-c', 'write -P 7 0 64k', path], check=True, capture_output=True)
+    return flip_allocated_byte(path)
+
+
 def leak_clusters(path):
     """Leak clusters the way a crash during a qcow2 snapshot delete does: an internal snapshot's
     clusters stay referenced by refcount, but the header no longer lists the snapshot."""
@@ -116,6 +122,12 @@ def test_byte_flip_and_truncated_memory_are_found_and_named(make_guest, tmp_path
     assert got['s1']['bytes_read'] == os.path.getsize(s1['disk_files'][0]['file_path']) + os.path.getsize(s1['memory_file'])
     again = verify(guest)
     assert again['changed'] is False and by_name(again)['s3']['status'] == 'ok'
+    # switching to blake3 checks each file against its sha256 and records blake3, in one read
+    b3 = verify(guest, checksum='blake3')
+    assert not b3.get('failed'), b3.get('msg')
+    assert [s['status'] for s in b3['snapshots']] == ['ok', 'ok', 'ok'] and b3['changed'] is True
+    assert checksums(guest, 's1')['files'][s1['memory_file']]['algorithm'] == 'blake3'
+    assert verify(guest, checksum='blake3')['changed'] is False
     with open(metrics) as f:
         text = f.read()
     assert 'nova_snapshot_count{domain="%s"} 3' % guest.name in text
@@ -140,8 +152,63 @@ def test_byte_flip_and_truncated_memory_are_found_and_named(make_guest, tmp_path
     # monitoring plays get the same report without a failure
     quiet = verify(guest, fail_on_problems=False)
     assert not quiet.get('failed') and quiet['summary']['failed'] == 2
-    # the mismatch stays a mismatch: the damaged file is never re-trusted
+    # the mismatch stays a mismatch, whatever the algorithm: the damaged file is never re-trusted
     assert checksums(guest, 's1')['files'][layer]['result'] == 'checksum mismatch'
+    assert by_name(verify(guest, checksum='sha256'))['s1']['status'] == 'failed'
+    # an unfinished save: libvirt's partial magic
+    with open(s1['memory_file'], 'r+b') as f:
+        f.write(b'LibvirtQemudPart')
+    partial = verify(guest, name='s1')
+    assert 'partial libvirt save image (LibvirtQemudPart)' in partial['msg'] and [s['name'] for s in partial['snapshots']] == ['s1']
+
+
+def test_internal_snapshots_checked_without_checksums(make_guest):
+    """An internal snapshot lives in the image the running VM writes: checked (-U), not checksummed,
+    and qemu-img check's count of clusters in flight is a note, not a failure."""
+    guest = make_guest(disks=1)
+    write_markers(guest, 1)
+    snapshot(guest, 'i1', snapshot_type='internal')
+    write_markers(guest, 2)
+    result = verify(guest, name='i*')
+    assert not result.get('failed'), result.get('msg')
+    assert by_name(result)['i1']['status'] == 'ok' and by_name(result)['i1']['checksums'] == []
+    guest.stop()           # QEMU writes its metadata out: nothing is in flight any more
+    stopped = verify(guest, name='i*')
+    assert not stopped.get('failed'), stopped.get('msg')
+    assert by_name(stopped)['i1']['status'] == 'ok' and by_name(stopped)['i1']['notes'] == []
+    subprocess.run(['qemu-img', 'snapshot', '-d', 'i1', guest.disks['vda']], check=True)
+    gone = verify(guest, name='i1')
+    assert gone.get('failed') and 'holds no internal snapshot i1' in gone['msg']
+
+
+def test_repairs_killed_part_way_are_finished_by_the_next_run(make_guest):
+    guest = make_guest(disks=1, running=False)
+    snapshot(guest, 's1', snapshot_type='disk_only')
+    layer = record(guest, 's1')['disk_files'][0]['file_path']
+    leak_clusters(layer)
+    before = sha(layer)
+    killed = run_task(VERIFY, dict(domain=guest.name, storage_dir=guest.storage_dir, state='repaired'),
+                      environment={'NOVA_SNAPSHOTS_CRASH_AT': 'verify-leaks-copied'})
+    assert killed.get('failed')
+    assert sha(layer) == before                       # the original is untouched ...
+    assert [f for f in os.listdir(os.path.dirname(layer)) if f.endswith('leakfix-partial')]   # ... the copy is left
+    fixed = verify(guest, state='repaired')
+    assert not fixed.get('failed'), fixed.get('msg')
+    assert not [f for f in os.listdir(os.path.dirname(layer)) if 'partial' in f]
+    assert verify(guest)['summary']['failed'] == 0
+
+    snapshot(guest, 's2', snapshot_type='disk_only', checksum='sha256')
+    snapshot(guest, 's3', snapshot_type='disk_only', checksum='sha256')
+    s3 = record(guest, 's3')
+    flip_allocated_byte_or_data(s3['disk_files'][0]['file_path'])
+    killed = run_task(VERIFY, dict(domain=guest.name, storage_dir=guest.storage_dir, state='repaired',
+                                   recreate='from_parent'),
+                      environment={'NOVA_SNAPSHOTS_CRASH_AT': 'verify-recreate-files'})
+    assert killed.get('failed') and record(guest, 's3') == s3      # files made, the store not switched yet
+    fixed = verify(guest, state='repaired', recreate='from_parent')
+    assert not fixed.get('failed'), fixed.get('msg')
+    assert record(guest, 's3')['disk_files'][0]['backing_file'] == record(guest, 's2')['disk_files'][0]['file_path']
+    assert verify(guest)['summary']['failed'] == 0
 
 
 def test_leaked_clusters_repaired_on_a_copy(make_guest):

@@ -92,7 +92,13 @@ class Throttle(object):
 
 def file_digest(path, algorithm, throttle=None, block=BLOCK):
     """(hex digest, bytes read) of the whole file, read sequentially in large blocks."""
-    h = hasher(algorithm)
+    digests, total = file_digests(path, [algorithm], throttle, block)
+    return digests[algorithm], total
+
+
+def file_digests(path, algorithms, throttle=None, block=BLOCK):
+    """({algorithm: hex digest}, bytes read): every algorithm over one sequential read of the file."""
+    hashers = [(a, hasher(a)) for a in algorithms]
     buf = bytearray(block)
     view = memoryview(buf)
     total = 0
@@ -106,13 +112,14 @@ def file_digest(path, algorithm, throttle=None, block=BLOCK):
             n = os.readv(fd, [buf])
             if not n:
                 break
-            h.update(view[:n])
+            for _a, h in hashers:
+                h.update(view[:n])
             total += n
             if throttle is not None:
                 throttle.account(n)
     finally:
         os.close(fd)
-    return h.hexdigest(), total
+    return dict((a, h.hexdigest()) for a, h in hashers), total
 
 
 def file_facts(path):

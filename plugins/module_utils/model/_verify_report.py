@@ -48,14 +48,15 @@ def matches(name, pattern):
     return pattern is None or name == pattern or fnmatch.fnmatchcase(name, pattern)
 
 
-def checksum_verdict(recorded, facts, digest, algorithm, backing=None):
+def checksum_verdict(recorded, facts, digests, backing=None):
     """Compare what a file is now with what was recorded for it.
 
     `recorded`: the checksums.json entry or None; `facts`: {size, mtime} now (None: missing);
-    `digest`: its digest now under `algorithm` (None when not computed). Returns (verdict, note):
-    `match`, `mismatch`, `size_mismatch`, `missing`, `first` (nothing recorded: trusted on first
-    verification), `rebased` (the collection rewrote the layer's backing link since, so the old digest
-    no longer applies) or `algorithm_changed` (recorded with another algorithm: re-recorded).
+    `digests`: {algorithm: digest} computed now (the run's algorithm, and the recorded one when it
+    differs and can be computed). Returns (verdict, note): `match`, `mismatch`, `size_mismatch`,
+    `missing`, `first` (nothing recorded: trusted on first verification), `rebased` (the collection
+    rewrote the layer's backing link since, so the old digest no longer applies) or
+    `algorithm_changed` (recorded with an algorithm not computed now: re-recorded, unverified).
     """
     if facts is None:
         return 'missing', 'file is missing'
@@ -66,12 +67,12 @@ def checksum_verdict(recorded, facts, digest, algorithm, backing=None):
             recorded.get('backing'), backing)
     if recorded.get('size') is not None and recorded['size'] != facts['size']:
         return 'size_mismatch', 'size %d, recorded %d' % (facts['size'], recorded['size'])
-    if recorded.get('algorithm') != algorithm:
-        return 'algorithm_changed', 'recorded with %s; re-recorded with %s' % (recorded.get('algorithm'), algorithm)
-    if digest is None:
-        return 'first', 'not read'
-    if recorded.get('digest') != digest:
-        return 'mismatch', 'checksum mismatch: %s %s, recorded %s' % (algorithm, digest, recorded.get('digest'))
+    algorithm = recorded.get('algorithm')
+    if algorithm not in (digests or {}):
+        return 'algorithm_changed', 'recorded with %s, which this run cannot compute; re-recorded with %s' % (
+            algorithm, ', '.join(sorted(digests or {})))
+    if recorded.get('digest') != digests[algorithm]:
+        return 'mismatch', 'checksum mismatch: %s %s, recorded %s' % (algorithm, digests[algorithm], recorded.get('digest'))
     return 'match', None
 
 
@@ -100,6 +101,7 @@ class SnapshotReport(object):
         self.first_files = 0
         self.repairs = []          # what repair did (or would do in check mode)
         self.lost = None           # for a snapshot recreated from its parent: what it lost
+        self.notes = []            # what could not be checked conclusively
 
     def add(self, kind, message, fix, file=None, **details):
         self.problems.append(Problem(kind, message, fix, file=file, snapshot=self.name, domain=self.domain, **details))
@@ -117,7 +119,7 @@ class SnapshotReport(object):
                     trusted_on_first_verification=bool(self.first_files) and not self.problems,
                     problems=[p.to_dict() for p in self.problems], checksums=list(self.checksums),
                     bytes_read=self.bytes_read, seconds=round(self.seconds, 3), repairs=list(self.repairs),
-                    lost=self.lost)
+                    lost=self.lost, notes=list(self.notes))
 
 
 def summarize(reports, domain_problems=()):

@@ -23,7 +23,9 @@ import time
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import (
     ChecksumFile,
     Throttle,
+    HAS_BLAKE3,
     file_digest,
+    file_digests,
     file_facts,
     fsync_dir,
     save_header,
@@ -99,6 +101,7 @@ class Verifier(object):
         self.throttle = throttle or Throttle()
         self.pending = {}          # snap id -> {path: entry} to write into checksums.json
         self._tree = None
+        self._live = set()
 
     @property
     def domain(self):
@@ -110,6 +113,8 @@ class Verifier(object):
     def verify(self, tree, snaps, adopted=()):
         """([SnapshotReport] for `snaps`, [Problem] of the domain as a whole)."""
         self._tree = tree
+        # images the running VM writes: qemu-img check -U of them sees metadata in flight
+        self._live = set(real(t) for t in self.m.writable_tops(tree)) & self.m.open_images()
         in_libvirt = self.libvirt_snapshots()
         reports = [self.verify_one(tree, s, in_libvirt) for s in snaps]
         return reports, self.domain_problems(tree, in_libvirt, adopted)
@@ -136,21 +141,27 @@ class Verifier(object):
     # -- files ----------------------------------------------------------------------------
     def _checksum(self, snap, r, path, entry, backing=None, trust=True):
         facts = file_facts(path)
-        digest = None
+        digest = digests = None
         if facts is not None:
-            digest, n = file_digest(path, self.algorithm, self.throttle)
+            algorithms = [self.algorithm]
+            old = (entry or {}).get('algorithm')
+            if old and old != self.algorithm and (old != 'blake3' or HAS_BLAKE3):
+                algorithms.append(old)       # verified with what was recorded, re-recorded with ours: one read
+            digests, n = file_digests(path, algorithms, self.throttle)
+            digest = digests[self.algorithm]
             r.bytes_read += n
-        verdict, note = checksum_verdict(entry, facts, digest, self.algorithm, backing)
+        verdict, note = checksum_verdict(entry, facts, digests, backing)
         r.checksums.append(dict(file=path, algorithm=self.algorithm, digest=digest, verdict=verdict, note=note))
         now = int(time.time())
         new = dict(path=path, size=facts and facts['size'], mtime=facts and facts['mtime'], algorithm=self.algorithm,
                    digest=digest, backing=backing, verified_at=now)
         if verdict == 'match':
             r.verified_files += 1
-            self.pending.setdefault(snap.id, {})[path] = dict(entry, verified_at=now, result='ok')
+            self.pending.setdefault(snap.id, {})[path] = dict(entry, algorithm=self.algorithm, digest=digest,
+                                                              verified_at=now, result='ok')
         elif verdict == 'mismatch':
             r.add('checksum_mismatch', 'checksum mismatch', FIX_RESTORE, file=path,
-                  recorded=entry.get('digest'), found=digest, algorithm=self.algorithm)
+                  recorded=entry.get('digest'), found=digests[entry['algorithm']], algorithm=entry['algorithm'])
             self.pending.setdefault(snap.id, {})[path] = dict(entry, verified_at=now, result='checksum mismatch')
         elif verdict == 'size_mismatch':
             r.add('size_mismatch', 'size mismatch (%s): the file was truncated or rewritten' % note, FIX_RESTORE,
@@ -188,10 +199,17 @@ class Verifier(object):
         except NovaError as e:
             r.add('corrupt_image', 'qemu-img check failed: %s' % e.msg, FIX_RESTORE, file=path)
             return
+        live = real(path) in self._live
         if res.get('corruptions') or res.get('check-errors'):
-            r.add('corrupt_image', 'qemu-img check found %d corruptions and %d check errors'
-                  % (res.get('corruptions', 0), res.get('check-errors', 0)), FIX_RESTORE, file=path)
-        if res.get('leaks'):
+            r.add('corrupt_image', 'qemu-img check found %d corruptions and %d check errors%s'
+                  % (res.get('corruptions', 0), res.get('check-errors', 0),
+                     ' (the running VM writes this image: confirm with the VM stopped)' if live else ''),
+                  FIX_RESTORE, file=path)
+        if res.get('leaks') and live:
+            r.notes.append('qemu-img check of %s, which the running VM writes, counted %d leaked clusters: normal '
+                           'while QEMU has metadata in flight, not a problem; check it with the VM stopped'
+                           % (path, res['leaks']))
+        elif res.get('leaks'):
             r.add('leaks', 'qemu-img check found %d leaked clusters' % res['leaks'],
                   'state=repaired frees them on a copy, proves it equal, and swaps it in', file=path,
                   leaks=res['leaks'])

@@ -32,21 +32,25 @@ REC = dict(size=10, algorithm='sha256', digest='aa', backing='/b')
 NOW = dict(size=10, mtime=1)
 
 
-@pytest.mark.parametrize('recorded,facts,digest,backing,verdict', [
-    (REC, NOW, 'aa', '/b', 'match'),
-    (REC, NOW, 'bb', '/b', 'mismatch'),
-    (REC, dict(size=9, mtime=1), 'aa', '/b', 'size_mismatch'),
+@pytest.mark.parametrize('recorded,facts,digests,backing,verdict', [
+    (REC, NOW, {'sha256': 'aa'}, '/b', 'match'),
+    (REC, NOW, {'sha256': 'bb'}, '/b', 'mismatch'),
+    (REC, dict(size=9, mtime=1), {'sha256': 'aa'}, '/b', 'size_mismatch'),
     (REC, None, None, '/b', 'missing'),
-    (None, NOW, 'aa', '/b', 'first'),
-    (REC, NOW, 'bb', '/c', 'rebased'),
-    (dict(REC, algorithm='blake3'), NOW, 'cc', '/b', 'algorithm_changed'),
+    (None, NOW, {'sha256': 'aa'}, '/b', 'first'),
+    (REC, NOW, {'sha256': 'bb'}, '/c', 'rebased'),
+    # recorded with sha256, this run uses blake3: checked with sha256 in the same read
+    (REC, NOW, {'blake3': 'cc', 'sha256': 'aa'}, '/b', 'match'),
+    (REC, NOW, {'blake3': 'cc', 'sha256': 'ab'}, '/b', 'mismatch'),
+    # recorded with blake3, which this run cannot compute
+    (dict(REC, algorithm='blake3'), NOW, {'sha256': 'cc'}, '/b', 'algorithm_changed'),
 ])
-def test_checksum_verdicts(recorded, facts, digest, backing, verdict):
-    assert checksum_verdict(recorded, facts, digest, 'sha256', backing)[0] == verdict
+def test_checksum_verdicts(recorded, facts, digests, backing, verdict):
+    assert checksum_verdict(recorded, facts, digests, backing)[0] == verdict
 
 
 def test_mismatch_note_names_both_digests():
-    _v, note = checksum_verdict(REC, NOW, 'bb', 'sha256', '/b')
+    _v, note = checksum_verdict(REC, NOW, {'sha256': 'bb'}, '/b')
     assert 'checksum mismatch' in note and 'aa' in note and 'bb' in note
 
 
@@ -131,6 +135,15 @@ def test_digest_equals_hashlib_across_block_boundaries(tmp_path):
     path.write_bytes(data)
     digest, n = _checksum.file_digest(str(path), 'sha256', block=1024 * 1024)
     assert (digest, n) == (hashlib.sha256(data).hexdigest(), len(data))
+
+
+def test_several_algorithms_in_one_read(tmp_path):
+    path = tmp_path / 'f'
+    path.write_bytes(b'x' * 100000)
+    algorithms = ['sha256', 'blake3'] if _checksum.HAS_BLAKE3 else ['sha256']
+    digests, n = _checksum.file_digests(str(path), algorithms, block=4096)
+    assert n == 100000 and digests['sha256'] == hashlib.sha256(b'x' * 100000).hexdigest()
+    assert sorted(digests) == sorted(algorithms)
 
 
 def test_blake3_digest_or_clear_error(tmp_path):
