@@ -155,6 +155,15 @@ options:
       - The time to enforce at, ISO 8601 (V(2026-11-25T02:00:00Z)); without an offset, the host's local
         time. Default the current time. For tests and catch-up runs.
     type: str
+  checksum:
+    description:
+      - With O(state=enforced), record the checksum of each file the snapshots taken freeze, for
+        M(nova.snapshots.nova_snapshot_verify) (see O(nova.snapshots.nova_snapshot#module:checksum)).
+        C(none) records nothing; the nightly verification then records them.
+    type: str
+    choices: [none, sha256, blake3]
+    default: none
+    version_added: 1.0.0
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
@@ -359,6 +368,9 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._policy impor
 )
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._policy_store import PolicyStore
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import check_algorithm
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import record_taken
 
 
 def empty_result(**kwargs):
@@ -444,6 +456,7 @@ def main():
             auto_consolidate=dict(type='bool'),
             naming=dict(type='str'),
             now=dict(type='str'),
+            checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
         ),
         mutually_exclusive=[('domain', 'domains')],
         required_if=[('state', 'present', ('domain', 'domains'), True)],
@@ -461,7 +474,11 @@ def main():
         policies, only = policies_to_enforce(p, store)
         enforcer = Enforcer(hypervisor, p['storage_dir'], QemuImg(module.run_command), store, now,
                             lock_timeout=p['lock_timeout'], check_mode=module.check_mode)
+        check_algorithm(p['checksum'])
         result = enforcer.enforce(policies, only_domains=only)
+        if p['checksum'] != 'none' and not module.check_mode:      # nova_snapshot_verify's checksums
+            record_taken(lambda d: SnapshotManager(hypervisor, d, p['storage_dir'], QemuImg(module.run_command),
+                                                   lock_timeout=p['lock_timeout']), result['taken'], p['checksum'])
         for m in result['missing']:
             module.warn("policy '%s' names domain '%s', which is not defined on this host" % (m['policy'], m['domain']))
         return empty_result(policy=policies[0] if len(policies) == 1 else None, policies=policies, **result)

@@ -809,3 +809,19 @@ def record_created(manager, described, algorithm):
         tree, _adopted = manager.load(write=False)
         snap = tree.snapshots.get(described['id'])
         return record_checksums(manager, tree, snap, algorithm) if snap else []
+
+
+def record_taken(make_manager, taken, algorithm):
+    """nova_policy's hook: record the checksums of the snapshots an enforce run took
+    (`taken`: its result's [{domain, name, ...}]). Returns {domain/name: entries}."""
+    out = {}
+    if not algorithm or algorithm == 'none':
+        return out
+    for item in taken:
+        m = make_manager(item['domain'])
+        with m.store.lock():
+            tree, _adopted = m.load(write=False)
+            snap = tree.by_name(item['name'])
+            if snap is not None:
+                out['%s/%s' % (item['domain'], item['name'])] = record_checksums(m, tree, snap, algorithm)
+    return out
