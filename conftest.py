@@ -19,4 +19,9 @@ if not os.path.islink(link):
     os.makedirs(os.path.dirname(link), exist_ok=True)
     os.symlink(TOP, link)
 sys.path.insert(0, SRC)
+# pytest-ansible (--ansible-unit-inject-only, pytest.ini) puts ANSIBLE_COLLECTIONS_PATH on the collection
+# finder: the working tree first, so unit tests and in-process module runs use the code being edited.
+os.environ.setdefault('ANSIBLE_PYTHON_INTERPRETER', os.path.join(TOP, '.venv', 'bin', 'python'))
+os.environ['ANSIBLE_COLLECTIONS_PATH'] = os.pathsep.join(
+    [SRC] + [p for p in os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep) if p])
 sys.path.insert(0, os.path.join(TOP, 'tests', 'integration'))

@@ -14,17 +14,16 @@ import os
 from common import report, timed, virsh  # first: it puts the collection and the test bed on sys.path
 import testbed
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._branches import TreeManager  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._libvirt import Hypervisor  # noqa: E402
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg  # noqa: E402
-from common import URI, run_command  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create  # noqa: E402
+from common import manager  # noqa: E402
 
 ROUNDS = int(os.environ.get('NOVA_BENCH_ROUNDS', '3'))
 
 
 def tree_op(guest, op):
-    m = TreeManager(Hypervisor(URI), guest.name, guest.storage_dir, QemuImg(run_command))
+    m = manager(guest)
     try:
-        return m.run(False, lambda tree: op(m, tree))
+        return m.run(False, lambda tree: op(TreeManager(m), tree))
     finally:
         m.hypervisor.close()
 
@@ -34,14 +33,14 @@ def main(conn):
     try:
         guest.start()
         twin.start()
-        tree_op(guest, lambda m, t: m.plan_create(t, 'start', 'disk_only'))
-        tree_op(guest, lambda m, t: m.plan_branch(t, 'other', 'start', switch=True))
+        tree_op(guest, lambda b, t: plan_create(b.m, t, 'start', 'disk_only'))
+        tree_op(guest, lambda b, t: b.plan_branch(t, 'other', 'start', switch=True))
         guest.start()                              # the new branch starts shut off (disk-only base): boot it
         mine, peer = [], []
         save_file = os.path.join(twin.dir, 'twin.save')
         for r in range(ROUNDS * 2):
             name = 'main' if r % 2 == 0 else 'other'
-            mine.append(timed(lambda: tree_op(guest, lambda m, t: m.plan_switch(t, name))))
+            mine.append(timed(lambda: tree_op(guest, lambda b, t: b.plan_switch(t, name))))
             peer.append(timed(lambda: (virsh('save', twin.name, save_file), virsh('restore', save_file))))
             os.unlink(save_file)
         report('switch_running_branches', mine, peer)

@@ -19,6 +19,8 @@ import libvirt
 from lxml import etree
 
 from common import manager, report, timed, virsh  # first: it puts the collection and the test bed on sys.path
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import plan_revert  # noqa: E402
 import testbed
 
 
@@ -55,7 +57,7 @@ def bench_create(conn):
             twin.start()
             mine, peer = [], []
             for r in range(ROUNDS):
-                mine.append(timed(lambda: run_ours(guest, lambda m, t: m.plan_create(t, 's%d' % r, snapshot_type))))
+                mine.append(timed(lambda: run_ours(guest, lambda m, t: plan_create(m, t, 's%d' % r, snapshot_type))))
                 directory = os.path.join(twin.dir, 'virsh-%d' % r)
                 os.makedirs(directory)
                 peer.append(timed(lambda: virsh(*virsh_create_args(twin, 's%d' % r, snapshot_type, directory))))
@@ -69,10 +71,10 @@ def bench_revert_internal(conn):
     guest = testbed.Guest(conn, disks=2)
     try:
         guest.start()
-        run_ours(guest, lambda m, t: m.plan_create(t, 'base', 'internal'))
+        run_ours(guest, lambda m, t: plan_create(m, t, 'base', 'internal'))
         mine, peer = [], []
         for _round in range(ROUNDS):
-            mine.append(timed(lambda: run_ours(guest, lambda m, t: m.plan_revert(t, 'base', force=True))))
+            mine.append(timed(lambda: run_ours(guest, lambda m, t: plan_revert(m, t, 'base', force=True))))
             peer.append(timed(lambda: virsh('snapshot-revert', guest.name, 'base')))
         report('revert_internal', mine, peer)
     finally:
@@ -83,12 +85,12 @@ def bench_revert_memory(conn):
     guest = testbed.Guest(conn, disks=2)
     try:
         guest.start()
-        made = run_ours(guest, lambda m, t: m.plan_create(t, 'ram', 'memory'))
+        made = run_ours(guest, lambda m, t: plan_create(m, t, 'ram', 'memory'))
         record = made['snapshot']
         memory = record['memory_file']
         mine, peer = [], []
         for r in range(ROUNDS):
-            mine.append(timed(lambda: run_ours(guest, lambda m, t: m.plan_revert(t, 'ram', force=True))))
+            mine.append(timed(lambda: run_ours(guest, lambda m, t: plan_revert(m, t, 'ram', force=True))))
             # the same work by hand: fresh overlays on the frozen images, the save file's XML pointed at them
             xml = etree.fromstring(conn.saveImageGetXMLDesc(memory, 0).encode())
             for d in record['disk_files']:

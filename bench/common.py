@@ -12,7 +12,8 @@ import sys
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(TOP, '.build', 'src'))
+# The collection as `make setup` installed it (the same copy the modules run), and the test bed.
+sys.path.insert(0, os.path.join(TOP, '.build', 'collections'))
 sys.path.insert(0, os.path.join(TOP, 'tests', 'integration'))
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._libvirt import Hypervisor  # noqa: E402

@@ -24,7 +24,8 @@ else
     echo "setup: Debian packages present"
 fi
 
-scripts/daemons.sh
+# The daemons outlive this script: they must not inherit (and so hold) its lock on fd 9.
+scripts/daemons.sh 9>&-
 
 # The virtualenv is brought in step only when the pinned requirements change (in place, so a
 # run that uses it meanwhile keeps working).

@@ -15,13 +15,15 @@ __metaclass__ = type
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._libvirt import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
     Hypervisor,
 )
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import (
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._xml import (
     HAS_LXML,
     LXML_IMPORT_ERROR,
 )
@@ -50,6 +52,25 @@ def check_requirements(module):
         module.fail_json(msg=missing_required_lib('libvirt-python'), exception=LIBVIRT_IMPORT_ERROR)
     if not HAS_LXML:
         module.fail_json(msg=missing_required_lib('lxml'), exception=LXML_IMPORT_ERROR)
+
+
+def snapshot_manager(module, hypervisor, domain=None):
+    """The engine for the module's domain (or `domain`), built from the shared options."""
+    p = module.params
+    return SnapshotManager(hypervisor, domain or p['domain'], p['storage_dir'], QemuImg(module.run_command),
+                           lock_timeout=p['lock_timeout'], job_timeout=p.get('job_timeout') or 600)
+
+
+def run_plan(module, planner, finish=None):
+    """Run planner(manager, tree, params) -> Plan on the module's domain, in check mode or not, and
+    exit with the result; finish(manager, result) adds the module's own keys."""
+    def action(hypervisor):
+        manager = snapshot_manager(module, hypervisor)
+        result = manager.run(module.check_mode, lambda tree: planner(manager, tree, module.params))
+        if finish is not None:
+            finish(manager, result)
+        return result
+    run_module(module, action)
 
 
 def run_module(module, action):

@@ -85,7 +85,7 @@ options:
     description:
       - With O(state=consolidated), a directory for frozen layers that the VM's current chain does not
         need (other branches, old restore points). They are moved there and the images above them are
-        rebased. The seed's slow HDD tier.
+        rebased. The slow HDD tier of the nova design.
     type: path
   active_storage:
     description:
@@ -137,7 +137,7 @@ EXAMPLES = r'''
     consolidate_threshold: 80
     method: auto
 
-# The seed's tiers: fast SSD for what the VM reads, slow HDD for the rest
+# The nova design's tiers: fast SSD for what the VM reads, slow HDD for the rest
 - name: Place frozen layers on tiers
   nova.snapshots.nova_chain:
     domain: web-server
@@ -265,18 +265,21 @@ actions:
   elements: str
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._chain_health import check_chain, describe_chain, live_chain, problem
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real
-from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._consolidate import plan_chains, settle_block_jobs
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._optimize import plan_optimize
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
+from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module, snapshot_manager
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._chain_health import chain_report
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._consolidate import chain_change
+
+
+def task(module, hypervisor):
+    p = module.params
+    manager = snapshot_manager(module, hypervisor)
+    if p['state'] in ('reported', 'validated'):
+        return chain_report(manager, p['disks'], p['state'] == 'validated', p['max_chain_length'], warn=module.warn)
+    return chain_change(manager, module.check_mode, p['state'], p['disks'], p['max_chain_length'],
+                        p['consolidate_threshold'], p['method'], p['active_storage'], p['archive_storage'],
+                        p['compression'], p['sparsify'])
 
 
 def main():
@@ -297,76 +300,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    p = module.params
-
-    def action(hypervisor):
-        qemu_img = QemuImg(module.run_command)
-        manager = SnapshotManager(hypervisor, p['domain'], p['storage_dir'], qemu_img, lock_timeout=p['lock_timeout'],
-                                  job_timeout=p['job_timeout'])
-        if p['state'] in ('consolidated', 'optimized'):
-            return change(manager)
-        tree = manager.load(write=False)[0]
-        validate = p['state'] == 'validated'
-        problems = []
-        if validate:
-            dom = manager.domain_xml()
-            for disk in target_disks(manager, dom):
-                live = live_chain(disk) if manager.domain.is_active else None
-                problems += check_chain(manager.view, qemu_img, disk.target, disk.source_file, p['max_chain_length'], live)
-        disks = describe_disks(manager, tree, broken_ok=validate)
-        if validate:
-            for snap in tree.ordered():
-                for d in snap.disk_files:
-                    if snap.has_overlays and not os.path.exists(d.file_path):
-                        problems.append(problem(d.device, d.file_path, 'error',
-                                                "snapshot '%s' cannot be reverted: its image %s is missing" % (snap.name, d.file_path),
-                                                'delete the snapshot (nova_snapshot state=absent) or restore the file'))
-        for warning in [x for x in problems if x['severity'] == 'warning']:
-            module.warn('%s: %s (fix: %s)' % (warning['disk'], warning['problem'], warning['fix']))
-        errors = [x for x in problems if x['severity'] == 'error']
-        if errors:
-            raise NovaError('%d problem(s) in the chains of %s: %s' % (len(errors), p['domain'],
-                                                                       '; '.join('%s (fix: %s)' % (e['problem'], e['fix']) for e in errors)),
-                            problems=problems, disks=disks)
-        return dict(changed=False, disks=disks, problems=problems, space_saved=0)
-
-    def change(manager):
-        if p['state'] == 'optimized':
-            result = manager.run(module.check_mode, lambda tree: plan_optimize(
-                manager, tree, p['disks'], p['compression'], p['sparsify']))
-        else:
-            settle_block_jobs(manager, p['disks'], module.check_mode)
-            result = manager.run(module.check_mode, lambda tree: plan_chains(
-                manager, tree, p['disks'], p['max_chain_length'], p['consolidate_threshold'], p['method'],
-                p['active_storage'], p['archive_storage']))
-        result.pop('snapshot', None)
-        result.pop('adopted', None)
-        result.setdefault('space_saved', 0)
-        if not module._diff:
-            result.pop('diff', None)
-        manager.view.invalidate()
-        result['disks'] = describe_disks(manager, manager.load(write=False)[0])
-        result['problems'] = []
-        return result
-
-    def target_disks(manager, dom):
-        targets = manager.target_disks(dom, p['disks'])
-        return [d for d in dom.disks if d.target in targets]
-
-    def describe_disks(manager, tree, broken_ok=False):
-        """Each target disk's chain; with broken_ok, a chain that cannot be read is empty (validation lists why)."""
-        snapshot_of = dict((real(d.file_path), s.name) for s in tree.snapshots.values() for d in s.disk_files)
-        disks = {}
-        for disk in target_disks(manager, manager.domain_xml()):
-            try:
-                disks[disk.target] = describe_chain(manager.view, manager.qemu_img, disk.source_file, snapshot_of)
-            except NovaError:
-                if not broken_ok:
-                    raise
-                disks[disk.target] = dict(chain=[], length=0, overhead_percent=0.0)
-        return disks
-
-    run_module(module, action)
+    run_module(module, lambda hypervisor: task(module, hypervisor))
 
 
 if __name__ == '__main__':

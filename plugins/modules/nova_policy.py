@@ -355,135 +355,55 @@ missing:
   elements: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._enforce import Enforcer
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import (
-    POLICY_KEYS,
-    has_policy_keys,
-    parse_now,
-    parse_policy,
-)
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._policy_store import PolicyStore
+from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module, snapshot_manager
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import BLAKE3_IMPORT_ERROR, HAS_BLAKE3
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import check_algorithm
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._policies import policy_task
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import record_taken
 
-
-def empty_result(**kwargs):
-    result = dict(changed=False, policy=None, policies=[], taken=[], pruned=[], kept=[], consolidated=[],
-                  skipped=[], dequeued=[], missing=[], diff=dict(before={}, after={}))
-    result.update(kwargs)
-    return result
-
-
-def given_policy(p, name):
-    raw = dict((k, p[k]) for k in POLICY_KEYS)
-    raw['domains'] = p['domains'] if p['domains'] is not None else ([p['domain']] if p['domain'] else None)
-    return parse_policy(raw, name)
-
-
-def store_policy(module, store, policy):
-    before = store.read_raw(policy['name'])
-    changed = before != policy
-    if changed and not module.check_mode:
-        store.save(policy)
-    return empty_result(changed=changed, policy=policy, policies=[policy],
-                        diff=dict(before=before or {}, after=policy))
-
-
-def remove_policy(module, store, name):
-    before = store.read_raw(name)
-    exists = name in store.names()
-    if exists and not module.check_mode:
-        store.remove(name)
-    return empty_result(changed=exists, policy=before, policies=[before] if before else [],
-                        diff=dict(before=before or {}, after={}))
-
-
-def policies_to_enforce(p, store):
-    """[policy] to enforce and the domains to narrow them to (None: every domain each selects)."""
-    if has_policy_keys(p):
-        policy = given_policy(p, p['name'] or 'default')
-        if not policy['domains']:
-            raise NovaError('state=enforced with policy keys needs domain or domains (the domains to enforce them on)')
-        return [policy], None
-    only = p['domains'] if p['domains'] is not None else ([p['domain']] if p['domain'] else None)
-    names = [p['name']] if p['name'] else store.names()
-    policies = []
-    for name in names:
-        policy = store.load(name)
-        if policy is None:
-            raise NovaError("no policy named '%s' is stored in %s; store it first with state=present, or give "
-                            "the policy keys in the task" % (name, store.dir), policy=name)
-        policies.append(policy)
-    return policies, only
+PERIODS = ('hourly', 'daily', 'weekly', 'monthly', 'yearly')
+SPEC = argument_spec(
+    store=True,
+    name=dict(type='str'),
+    state=dict(type='str', default='present', choices=['present', 'enforced', 'absent']),
+    domains=dict(type='list', elements='str'),
+    domain=dict(type='str'),
+    snapshot_type=dict(type='str', choices=['disk_only', 'external', 'memory', 'internal']),
+    schedule=dict(type='dict', options=dict(
+        hourly=dict(type='bool'),
+        daily=dict(type='str'),
+        weekly=dict(type='str'),
+        monthly=dict(type='str'),
+        yearly=dict(type='str'),
+    )),
+    retain=dict(type='dict', options=dict(conditional=dict(type='int'), **dict((k, dict(type='int')) for k in PERIODS))),
+    conditions=dict(type='dict', options=dict(
+        on_shutdown=dict(type='bool'),
+        on_change_percent=dict(type='float'),
+        on_uptime=dict(type='str'),
+    )),
+    max_chain_length=dict(type='int'),
+    auto_consolidate=dict(type='bool'),
+    naming=dict(type='str'),
+    now=dict(type='str'),
+    checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
+)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=argument_spec(
-            store=True,
-            name=dict(type='str'),
-            state=dict(type='str', default='present', choices=['present', 'enforced', 'absent']),
-            domains=dict(type='list', elements='str'),
-            domain=dict(type='str'),
-            snapshot_type=dict(type='str', choices=['disk_only', 'external', 'memory', 'internal']),
-            schedule=dict(type='dict', options=dict(
-                hourly=dict(type='bool'),
-                daily=dict(type='str'),
-                weekly=dict(type='str'),
-                monthly=dict(type='str'),
-                yearly=dict(type='str'),
-            )),
-            retain=dict(type='dict', options=dict(
-                hourly=dict(type='int'),
-                daily=dict(type='int'),
-                weekly=dict(type='int'),
-                monthly=dict(type='int'),
-                yearly=dict(type='int'),
-                conditional=dict(type='int'),
-            )),
-            conditions=dict(type='dict', options=dict(
-                on_shutdown=dict(type='bool'),
-                on_change_percent=dict(type='float'),
-                on_uptime=dict(type='str'),
-            )),
-            max_chain_length=dict(type='int'),
-            auto_consolidate=dict(type='bool'),
-            naming=dict(type='str'),
-            now=dict(type='str'),
-            checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
-        ),
+        argument_spec=SPEC,
         mutually_exclusive=[('domain', 'domains')],
         required_if=[('state', 'present', ('domain', 'domains'), True)],
         supports_check_mode=True,
     )
-    p = module.params
-
-    def action(hypervisor):
-        store = PolicyStore(p['storage_dir'])
-        if p['state'] == 'present':
-            return store_policy(module, store, given_policy(p, p['name'] or 'default'))
-        if p['state'] == 'absent':
-            return remove_policy(module, store, p['name'] or 'default')
-        now = parse_now(p['now'])
-        policies, only = policies_to_enforce(p, store)
-        enforcer = Enforcer(hypervisor, p['storage_dir'], QemuImg(module.run_command), store, now,
-                            lock_timeout=p['lock_timeout'], check_mode=module.check_mode)
-        check_algorithm(p['checksum'])
-        result = enforcer.enforce(policies, only_domains=only)
-        if p['checksum'] != 'none' and not module.check_mode:      # nova_snapshot_verify's checksums
-            record_taken(lambda d: SnapshotManager(hypervisor, d, p['storage_dir'], QemuImg(module.run_command),
-                                                   lock_timeout=p['lock_timeout']), result['taken'], p['checksum'])
-        for m in result['missing']:
-            module.warn("policy '%s' names domain '%s', which is not defined on this host" % (m['policy'], m['domain']))
-        return empty_result(policy=policies[0] if len(policies) == 1 else None, policies=policies, **result)
-
-    run_module(module, action)
+    if module.params['checksum'] == 'blake3' and not HAS_BLAKE3:
+        module.fail_json(msg=missing_required_lib('blake3'), exception=BLAKE3_IMPORT_ERROR)
+    run_module(module, lambda hypervisor: record_taken(    # nova_snapshot_verify's checksums of what was taken
+        policy_task(module.params, hypervisor, QemuImg(module.run_command), module.check_mode, module.warn),
+        lambda domain: snapshot_manager(module, hypervisor, domain), module.params, module.check_mode))
 
 
 if __name__ == '__main__':

@@ -165,7 +165,7 @@ EXAMPLES = r'''
 RETURN = r'''
 snapshot:
   description:
-    - The snapshot's record (the seed's VmSnapshot). For O(state=absent), the record as it was before
+    - The snapshot's record (the nova design's VmSnapshot). For O(state=absent), the record as it was before
       the delete, or null when there was no such snapshot.
   returned: always
   type: dict
@@ -273,13 +273,23 @@ checksums:
   version_added: 1.0.0
 '''
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import check_algorithm
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import record_created
+from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_plan
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import BLAKE3_IMPORT_ERROR, HAS_BLAKE3
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._delete import plan_delete
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import plan_revert
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import checksum_finisher
+
+
+def plan(manager, tree, p):
+    if p['state'] == 'present':
+        return plan_create(manager, tree, p['name'], p['snapshot_type'], description=p['description'], tags=p['tags'],
+                           category=p['category'], disks=p['disks'], quiesce=p['quiesce'])
+    if p['state'] == 'reverted':
+        return plan_revert(manager, tree, p['name'], after=p['after'], force=p['force'])
+    return plan_delete(manager, tree, p['name'], children=p['children'])
 
 
 def main():
@@ -303,27 +313,9 @@ def main():
         ),
         supports_check_mode=True,
     )
-    p = module.params
-
-    def action(hypervisor):
-        manager = SnapshotManager(hypervisor, p['domain'], p['storage_dir'], QemuImg(module.run_command),
-                                  lock_timeout=p['lock_timeout'], job_timeout=p['job_timeout'])
-        check_algorithm(p['checksum'])
-        result = manager.run(module.check_mode, lambda tree: plan(manager, tree))
-        if p['state'] == 'present' and p['checksum'] != 'none' and result['changed'] and not module.check_mode:
-            result['checksums'] = record_created(manager, result['snapshot'], p['checksum'])   # nova_snapshot_verify
-        return result
-
-    def plan(manager, tree):
-        if p['state'] == 'present':
-            return manager.plan_create(tree, p['name'], p['snapshot_type'], description=p['description'],
-                                       tags=p['tags'], category=p['category'], disks=p['disks'],
-                                       quiesce=p['quiesce'])
-        if p['state'] == 'reverted':
-            return manager.plan_revert(tree, p['name'], after=p['after'], force=p['force'])
-        return manager.plan_delete(tree, p['name'], children=p['children'])
-
-    run_module(module, action)
+    if module.params['checksum'] == 'blake3' and not HAS_BLAKE3:
+        module.fail_json(msg=missing_required_lib('blake3'), exception=BLAKE3_IMPORT_ERROR)
+    run_plan(module, plan, finish=checksum_finisher(module.params, module.check_mode))    # nova_snapshot_verify
 
 
 if __name__ == '__main__':

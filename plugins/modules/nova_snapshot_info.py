@@ -13,10 +13,11 @@ short_description: List and query the snapshots of libvirt domains
 version_added: 0.1.0
 description:
   - Lists the snapshots of one libvirt domain, or of every domain, with the collection's full record
-    of each (the seed's VmSnapshot) - parent, children, creation time, VM state, type, disk files,
+    of each (the nova design's VmSnapshot) - parent, children, creation time, VM state, type, disk files,
     memory file, tags, category and which one is current.
   - Snapshots made outside the collection (for example with C(virsh snapshot-create-as)) are listed
-    too, and adopted into the collection's store so the other modules can revert and delete them.
+    too (reported under RV(not_adopted)); the next change any module makes to that domain adopts them
+    into the collection's store, so the other modules can revert and delete them.
   - Filters by name pattern, tags, category, type and creation time; shows one snapshot's internals
     (backing chain files with their qemu-img info) on request.
 options:
@@ -69,7 +70,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Reads only; in check mode snapshots made outside the collection are listed but not adopted.
+    description: Reads only and writes nothing, in check mode or not.
   diff_mode:
     support: none
     description: Changes nothing, so there is nothing to diff.
@@ -156,8 +157,10 @@ domains:
   returned: success
   type: dict
   sample: {"web-server": {"state": "running", "current": "app-v1.0"}}
-adopted:
-  description: Snapshots found in libvirt but not in the store, adopted now (per domain).
+not_adopted:
+  description:
+    - Snapshots found in libvirt but not yet in the collection's store (made with virsh), per domain.
+      They are listed in RV(snapshots) too; the next changing task on the domain adopts them.
   returned: success
   type: dict
   sample: {"web-server": ["made-by-virsh"]}
@@ -255,71 +258,21 @@ snapshots:
       type: str
 '''
 
-import calendar
-import fnmatch
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import DomainNotFound, NovaError, SnapshotNotFound
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._branches import TreeManager
+from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module, snapshot_manager
+from ansible_collections.nova.snapshots.plugins.module_utils.model._query import Filter
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._info import snapshot_report
 
 
-def parse_time(value, option):
-    if value is None:
-        return None
-    if value.isdigit():
-        return int(value)
-    for fmt in ('%Y-%m-%dT%H:%M:%SZ', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S', '%Y-%m-%d'):
-        try:
-            return calendar.timegm(time.strptime(value, fmt))
-        except ValueError:
-            pass
-    raise NovaError("%s: cannot read %r as a time; use 2026-11-25, 2026-11-25T20:00:00Z or seconds since the epoch"
-                    % (option, value))
-
-
-def matches(snap, p, after, before):
-    if p['name'] is not None and not fnmatch.fnmatchcase(snap.name, p['name']):
-        return False
-    if p['tags'] and not set(p['tags']) <= set(snap.tags):
-        return False
-    if p['category'] is not None and snap.category != p['category']:
-        return False
-    if p['snapshot_type'] is not None and snap.snapshot_type != p['snapshot_type']:
-        return False
-    created = snap.creation_time or 0
-    return (after is None or created >= after) and (before is None or created < before)
-
-
-def chain_details(qemu_img, path):
-    return [dict(file=i.filename, format=i.format, virtual_size=i.virtual_size, actual_size=i.actual_size,
-                 backing_file=i.backing_file, internal_snapshots=i.snapshots) for i in qemu_img.chain(path)]
-
-
-def queries(manager, tree, p):
-    """path_to_root / descendants / common_ancestor, answered with snapshot names."""
-    def snap_id(name):
-        snap = tree.by_name(name)
-        if snap is None:
-            raise SnapshotNotFound(manager.domain.name, name)
-        return snap.id
-
-    def name(sid):
-        return tree.snapshots[sid].name if sid in tree.snapshots else None
-
-    out = {}
-    if p['path_to_root']:
-        out['path_to_root'] = [name(i) for i in tree.path_to_root(snap_id(p['path_to_root']))]
-    if p['descendants']:
-        out['descendants'] = [s.name for s in tree.descendants(snap_id(p['descendants']))]
-    if p['common_ancestor']:
-        if len(p['common_ancestor']) != 2:
-            raise NovaError('common_ancestor takes exactly two snapshot names')
-        out['common_ancestor'] = name(tree.common_ancestor(*[snap_id(n) for n in p['common_ancestor']]))
-    return out
+def report(module, hypervisor):
+    p = module.params
+    selection = Filter(p['name'], p['tags'], p['category'], p['snapshot_type'], p['created_after'], p['created_before'])
+    names = [p['domain']] if p['domain'] else hypervisor.domain_names()
+    queries = dict(path_to_root=p['path_to_root'], descendants=p['descendants'],
+                   common_ancestor=p['common_ancestor']) if p['domain'] else None
+    return snapshot_report(lambda name: snapshot_manager(module, hypervisor, name), names, selection,
+                           details=p['details'], queries=queries, warn=module.warn)
 
 
 def main():
@@ -340,49 +293,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    p = module.params
-
-    def action(hypervisor):
-        after = parse_time(p['created_after'], 'created_after')
-        before = parse_time(p['created_before'], 'created_before')
-        qemu_img = QemuImg(module.run_command)
-        names = [p['domain']] if p['domain'] else hypervisor.domain_names()
-        result = dict(changed=False, snapshots=[], domains={}, adopted={})
-        for name in names:
-            try:
-                manager = TreeManager(hypervisor, name, p['storage_dir'], qemu_img, lock_timeout=p['lock_timeout'])
-                tree, adopted = manager.read(write=not module.check_mode)
-            except DomainNotFound:
-                if p['domain']:
-                    raise
-                continue        # undefined since it was listed: not there to report
-            except NovaError as e:
-                if p['domain']:
-                    raise
-                module.warn("domain '%s' skipped: %s" % (name, e.msg))   # one broken domain does not hide the others
-                continue
-            current = tree.snapshots.get(tree.current)
-            result['domains'][name] = dict(state=manager.domain.state, current=current.name if current else None)
-            if adopted:
-                result['adopted'][name] = adopted
-            for snap in tree.ordered():
-                if not matches(snap, p, after, before):
-                    continue
-                record = manager.describe(tree, snap)
-                record['parent'] = record['parent_name']
-                if p['details']:
-                    for disk in record['disk_files']:
-                        disk['chain'] = chain_details(qemu_img, disk['file_path'])
-                result['snapshots'].append(record)
-        if p['domain']:
-            result['domain_state'] = result['domains'][p['domain']]['state']
-            result['current'] = result['domains'][p['domain']]['current']
-            view = manager.tree_view(tree)
-            result.update(branches=view['branches'], tree_text=view['tree_text'])
-            result.update(queries(manager, tree, p))
-        return result
-
-    run_module(module, action)
+    run_module(module, lambda hypervisor: report(module, hypervisor))
 
 
 if __name__ == '__main__':

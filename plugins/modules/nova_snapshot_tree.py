@@ -202,9 +202,25 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_plan
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._branches import TreeManager
-from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
+
+
+def plan(manager, tree, p):
+    branches = TreeManager(manager)
+    if p['state'] == 'branched':
+        return branches.plan_branch(tree, p['name'], p['from'], switch=p['switch'])
+    if p['state'] == 'switched':
+        return branches.plan_switch(tree, p['name'])
+    if p['state'] == 'merged':
+        return branches.plan_merge(tree, p['source'], p['target'], p['conflict'], p['result_name'])
+    return branches.plan_delete_branch(tree, p['name'])
+
+
+def finish(manager, result):
+    """The tree as it is now, whatever the task did."""
+    result.pop('snapshot', None)
+    result.update(TreeManager(manager).tree_view(manager.load(write=False)[0]))
 
 
 def main():
@@ -229,26 +245,7 @@ def main():
         ],
         supports_check_mode=True,
     )
-    p = module.params
-
-    def plan(manager, tree):
-        if p['state'] == 'branched':
-            return manager.plan_branch(tree, p['name'], p['from'], switch=p['switch'])
-        if p['state'] == 'switched':
-            return manager.plan_switch(tree, p['name'])
-        if p['state'] == 'merged':
-            return manager.plan_merge(tree, p['source'], p['target'], p['conflict'], p['result_name'])
-        return manager.plan_delete_branch(tree, p['name'])
-
-    def action(hypervisor):
-        manager = TreeManager(hypervisor, p['domain'], p['storage_dir'], QemuImg(module.run_command),
-                              lock_timeout=p['lock_timeout'])
-        result = manager.run(module.check_mode, lambda tree: plan(manager, tree))
-        result.pop('snapshot', None)
-        result.update(manager.tree_view(manager.load(write=False)[0]))
-        return result
-
-    run_module(module, action)
+    run_plan(module, plan, finish)
 
 
 if __name__ == '__main__':

@@ -49,3 +49,12 @@ def make_guest(conn):
 def guest(make_guest):
     """A running test guest with two disks."""
     return make_guest(disks=2)
+
+
+@pytest.fixture
+def run_module(ansible_module):
+    """run_module(module, **args) -> the module's result on this host, run in-process by pytest-ansible the
+    way `ansible localhost -m module -a ...` runs it (no playbook; for read-only modules)."""
+    def run(module, **args):
+        return dict(getattr(ansible_module, module)(**args))['localhost']
+    return run

@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 
-from testbed import run_task
+from testbed import guest_task
 
 CHAIN = 'nova.snapshots.nova_chain'
 
 
 def task(module, guest, **args):
-    args.setdefault('storage_dir', guest.storage_dir)
-    return run_task(module, dict(domain=guest.name, **args))
+    return guest_task(module, guest, **args)
 
 
 def test_info_and_validation_of_a_chain(make_guest):

@@ -14,15 +14,15 @@ import subprocess
 
 import pytest
 
-from testbed import assert_markers, run_task, write_markers
+from ansible_collections.nova.snapshots.plugins.module_utils.model import _crash as crash
+from testbed import assert_markers, guest_task, run_task, write_markers
 
 CHAIN = 'nova.snapshots.nova_chain'
 SNAP = 'nova.snapshots.nova_snapshot'
 
 
 def task(module, guest, check=False, **args):
-    args.setdefault('storage_dir', guest.storage_dir)
-    return run_task(module, dict(domain=guest.name, **args), check=check)
+    return guest_task(module, guest, check=check, **args)
 
 
 def ok(result):
@@ -67,9 +67,9 @@ def test_anonymous_layers_are_merged_live(make_guest, method):
     assert ok(task(CHAIN, guest))['disks']['vda']['length'] == 4          # check mode changed nothing
 
     # killed (kill -9) in the middle: the guest runs on with every marker, and a re-run finishes
-    point = 'active-commit-ready' if method == 'commit' else 'consolidate-merged'
+    point = crash.ACTIVE_COMMIT_READY if method == 'commit' else crash.CONSOLIDATE_MERGED
     killed = run_task(CHAIN, dict(domain=guest.name, storage_dir=guest.storage_dir, state='consolidated',
-                                  max_chain_length=2, method=method), environment={'NOVA_SNAPSHOTS_CRASH_AT': point})
+                                  max_chain_length=2, method=method), environment={crash.ENV: point})
     assert killed.get('failed'), killed
     assert guest.state == 'running'
     assert_markers(guest, 4, last=5)

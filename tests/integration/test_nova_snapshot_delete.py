@@ -14,16 +14,13 @@ import os
 
 import pytest
 
-from testbed import assert_markers, run_task, write_markers
+from testbed import assert_markers, guest_task, write_markers
 
 MODULE = 'nova.snapshots.nova_snapshot'
 
 
 def task(guest, name, **args):
-    args.setdefault('storage_dir', guest.storage_dir)
-    result = run_task(MODULE, dict(domain=guest.name, name=name, **args))
-    assert not result.get('failed'), result.get('msg')
-    return result
+    return guest_task(MODULE, guest, ok=True, name=name, **args)
 
 
 class Driver:

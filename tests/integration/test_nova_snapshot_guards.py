@@ -11,15 +11,13 @@ import subprocess
 
 import pytest
 
-from testbed import run_task
+from testbed import guest_task
 
 MODULE = 'nova.snapshots.nova_snapshot'
 
 
 def run(guest, check=False, diff=False, **args):
-    args.setdefault('storage_dir', guest.storage_dir)
-    args.setdefault('domain', guest.name)
-    return run_task(MODULE, args, check=check, diff=diff)
+    return guest_task(MODULE, guest, check=check, diff=diff, **args)
 
 
 def libvirt_names(guest):

@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from testbed import assert_ram_restored, run_task
+from ansible_collections.nova.snapshots.plugins.module_utils.model import _crash as crash
+from testbed import assert_ram_restored, guest_task, run_task
 
 TREE = 'nova.snapshots.nova_snapshot_tree'
 SNAP = 'nova.snapshots.nova_snapshot'
@@ -38,10 +39,7 @@ SEED_TEXT = """VM: {vm}
 
 
 def task(module, guest, **args):
-    args.setdefault('storage_dir', guest.storage_dir)
-    result = run_task(module, dict(domain=guest.name, **args))
-    assert not result.get('failed'), result.get('msg')
-    return result
+    return guest_task(module, guest, ok=True, **args)
 
 
 def history(name):
@@ -176,7 +174,7 @@ def test_branches_refuse_internal_histories(make_guest):
     assert result['failed'] and 'branches need external, memory or disk_only snapshots' in result['msg']
 
 
-@pytest.mark.parametrize('point', ['switch-planned', 'switch-left', 'switch-up'])
+@pytest.mark.parametrize('point', [crash.SWITCH_PLANNED, crash.SWITCH_LEFT, crash.SWITCH_UP])
 def test_a_switch_killed_part_way_is_finished_by_the_next_run(make_guest, point):
     guest = make_guest(disks=1)
     guest.write_marker('vda', 4096, 'common')
@@ -186,7 +184,7 @@ def test_a_switch_killed_part_way_is_finished_by_the_next_run(make_guest, point)
     left_at = guest.wait_tick(guest.tick() + 1)
 
     killed = run_task(TREE, dict(domain=guest.name, storage_dir=guest.storage_dir, state='switched', name='other'),
-                      environment={'NOVA_SNAPSHOTS_CRASH_AT': point})
+                      environment={crash.ENV: point})
     assert killed.get('failed') or killed.get('unreachable'), killed
     if point == 'switch-planned':
         # killed before anything happened: main still runs, and its RAM is saved by the re-run
@@ -279,9 +277,9 @@ def test_merge_and_delete_killed_part_way_are_finished_by_the_next_run(make_gues
     task(SNAP, guest, name='m2', snapshot_type='disk_only')
     guest.stop()
 
-    for point in ('merge-written', 'merge-recorded'):
+    for point in (crash.MERGE_WRITTEN, crash.MERGE_RECORDED):
         killed = run_task(TREE, dict(domain=guest.name, storage_dir=guest.storage_dir, state='merged', source='side',
-                                     target='main', result_name='joined'), environment={'NOVA_SNAPSHOTS_CRASH_AT': point})
+                                     target='main', result_name='joined'), environment={crash.ENV: point})
         assert killed.get('failed'), killed
     finished = task(TREE, guest, state='merged', source='side', target='main', result_name='joined')
     assert [s.getName() for s in guest.dom.listAllSnapshots() if s.getName() == 'joined'] == ['joined']
@@ -290,7 +288,7 @@ def test_merge_and_delete_killed_part_way_are_finished_by_the_next_run(make_gues
 
     # delete an inner snapshot, killed after its layer was merged, then finished
     killed = run_task(SNAP, dict(domain=guest.name, storage_dir=guest.storage_dir, name='m1', state='absent'),
-                      environment={'NOVA_SNAPSHOTS_CRASH_AT': 'delete-merged'})
+                      environment={crash.ENV: crash.DELETE_MERGED})
     assert killed.get('failed'), killed
     assert task(SNAP, guest, name='m1', state='absent')['changed'] is True
     assert 'm1' not in [s.getName() for s in guest.dom.listAllSnapshots()]

@@ -254,16 +254,67 @@ def destroy_domain(conn, name):
         dom = conn.lookupByName(name)
     except libvirt.libvirtError:
         return
-    if dom.isActive():
-        dom.destroy()
-    for snap in dom.listAllSnapshots(0):
+    try:
+        if dom.isActive():
+            dom.destroy()
+    except libvirt.libvirtError:
+        pass        # stopped (or removed) meanwhile, by a parallel worker cleaning the same leftovers
+    try:
+        snaps = dom.listAllSnapshots(0)
+    except libvirt.libvirtError:
+        return      # undefined meanwhile
+    for snap in snaps:
         try:
             snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
         except libvirt.libvirtError:
             continue    # best effort: undefining with SNAPSHOTS_METADATA below removes the rest
-    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                      | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                      | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    try:
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                          | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                          | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    except libvirt.libvirtError:
+        if name in [d.name() for d in conn.listAllDomains()]:
+            raise   # still there: a real failure to clean up
+
+
+class Task(object):
+    """One task run through ansible-playbook in the background, the way users run it."""
+
+    def __init__(self, module, args, check=False, diff=False, tmp_path=None, environment=None):
+        work = tmp_path or WORK_DIR
+        self.out = os.path.join(work, 'result-%s.json' % uuid.uuid4().hex[:8])
+        play = [{
+            'hosts': 'localhost', 'gather_facts': False,
+            'tasks': [
+                {'name': 'task under test', module: args, 'register': 'r', 'ignore_errors': True,
+                 'check_mode': check, 'diff': diff, 'environment': environment or {}},
+                {'name': 'save result', 'ansible.builtin.copy': {'content': '{{ r | to_json }}', 'dest': self.out},
+                 'check_mode': False},
+            ],
+        }]
+        self.playbook = self.out.replace('.json', '.yml')
+        with open(self.playbook, 'w') as f:
+            json.dump(play, f)  # JSON is YAML
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR='1',
+                   ANSIBLE_PYTHON_INTERPRETER=os.path.join(TOP, '.venv', 'bin', 'python'),
+                   ANSIBLE_LOCALHOST_WARNING='False', ANSIBLE_INVENTORY_UNPARSED_WARNING='False')
+        self.proc = subprocess.Popen([os.path.join(TOP, '.venv', 'bin', 'ansible-playbook'), '-i', 'localhost,',
+                                      '-c', 'local', self.playbook], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+
+    def result(self, timeout=600):
+        """The registered result (a failure comes back as a result with `failed: true`)."""
+        try:
+            stdout, stderr = self.proc.communicate(timeout=timeout)
+            with open(self.out) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            raise AssertionError('ansible-playbook produced no result (rc=%d):\n%s\n%s'
+                                 % (self.proc.returncode, stdout[-4000:], stderr[-4000:]))
+        finally:
+            for path in (self.out, self.playbook):
+                if os.path.exists(path):
+                    os.unlink(path)
 
 
 def run_task(module, args, check=False, diff=False, tmp_path=None, environment=None):
@@ -272,36 +323,20 @@ def run_task(module, args, check=False, diff=False, tmp_path=None, environment=N
     The task never stops the play (ignore_errors), so a failure comes back as a result with
     `failed: true` and the module's message, for the test to assert on.
     """
-    work = tmp_path or WORK_DIR
-    out = os.path.join(work, 'result-%s.json' % uuid.uuid4().hex[:8])
-    play = [{
-        'hosts': 'localhost', 'gather_facts': False,
-        'tasks': [
-            {'name': 'task under test', module: args, 'register': 'r', 'ignore_errors': True,
-             'check_mode': check, 'diff': diff, 'environment': environment or {}},
-            {'name': 'save result', 'ansible.builtin.copy': {'content': '{{ r | to_json }}', 'dest': out},
-             'check_mode': False},
-        ],
-    }]
-    playbook = out.replace('.json', '.yml')
-    with open(playbook, 'w') as f:
-        json.dump(play, f)  # JSON is YAML
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR='1',
-               ANSIBLE_PYTHON_INTERPRETER=os.path.join(TOP, '.venv', 'bin', 'python'),
-               ANSIBLE_LOCALHOST_WARNING='False', ANSIBLE_INVENTORY_UNPARSED_WARNING='False')
-    proc = subprocess.run([os.path.join(TOP, '.venv', 'bin', 'ansible-playbook'), '-i', 'localhost,',
-                           '-c', 'local', playbook], env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
-    try:
-        with open(out) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise AssertionError('ansible-playbook produced no result (rc=%d):\n%s\n%s'
-                             % (proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
-    finally:
-        for path in (out, playbook):
-            if os.path.exists(path):
-                os.unlink(path)
+    return Task(module, args, check=check, diff=diff, tmp_path=tmp_path, environment=environment).result()
+
+
+def held_task(module, args, point, hold_file, timeout=120):
+    """Start a task that waits at crash point `point` (see model/_crash.py); returns it once it waits there."""
+    # imported here: conftest.py imports this file before pytest-ansible sets up the collection loader
+    from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import HOLD_ENV, HOLD_FILE_ENV
+    task = Task(module, args, environment={HOLD_ENV: point, HOLD_FILE_ENV: hold_file})
+    deadline = time.time() + timeout
+    while not os.path.exists(hold_file):
+        if task.proc.poll() is not None or time.time() > deadline:
+            raise AssertionError('the task never reached %s: %r' % (point, task.result()))
+        time.sleep(0.1)
+    return task
 
 
 def image_bytes(path, offset, length):
@@ -343,3 +378,13 @@ def assert_markers(guest, upto, last=6, disks=None):
         got = [guest.read_marker(dev, k * 4096, 12) for k in range(1, last + 1)]
         want = ['step%d-%s' % (k, dev) if k <= upto else '' for k in range(1, last + 1)]
         assert got == want, 'disk %s: markers %r, expected %r' % (dev, got, want)
+
+
+def guest_task(module, guest, check=False, diff=False, environment=None, ok=False, **args):
+    """run_task on `guest`: its domain and its own store filled in; ok=True asserts the task did not fail."""
+    args.setdefault('storage_dir', guest.storage_dir)
+    args.setdefault('domain', guest.name)
+    result = run_task(module, args, check=check, diff=diff, environment=environment)
+    if ok:
+        assert not result.get('failed'), result.get('msg')
+    return result

@@ -17,7 +17,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, NotFound, NovaError
 
 MAX_CHAIN = 1000   # far beyond QEMU's own limit; only stops a loop in corrupt headers
 
@@ -45,9 +45,9 @@ class ChainView(object):
         out = []
         while path:
             if len(out) >= MAX_CHAIN or path in out:
-                raise NovaError('the backing chain of %s loops or is deeper than %d' % (out[0], MAX_CHAIN))
+                raise Failed('the backing chain of %s loops or is deeper than %d' % (out[0], MAX_CHAIN))
             if not os.path.exists(path):
-                raise NovaError('image %s is missing (needed in the chain of %s)' % (path, out[0] if out else path))
+                raise NotFound('image %s is missing (needed in the chain of %s)' % (path, out[0] if out else path))
             out.append(path)
             path = self.backing(path)
         return out

@@ -5,14 +5,14 @@
 #
 # PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
 
-"""Files, byte for byte: streaming checksums, libvirt save image headers, sparse copies, and the
-per-snapshot checksum file of the store.
+"""Files, byte for byte: streaming checksums, libvirt save image headers, and the per-snapshot
+checksum file of the store.
 
     <storage_dir>/<vm>/snapshots/<id>/checksums.json
 
 holds, per file the snapshot froze: path, size, mtime, algorithm, digest, backing, recorded_at,
 verified_at, result, plus the snapshot's last verification (`last`) and, for a snapshot recreated
-from its parent, `recreated_from`. It is written atomically (the store's atomic_write) and is
+from its parent, `recreated_from`. It is written atomically (_files.replace_file) and is
 removed with the snapshot's directory.
 """
 
@@ -28,7 +28,7 @@ import time
 import traceback
 
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import atomic_write
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import replace_file
 
 try:
     import blake3 as _blake3
@@ -146,49 +146,6 @@ def save_header(path):
                 min_size=SAVE_HEADER.size + data_len)
 
 
-def sparse_copy(src, dest, block=BLOCK):
-    """Copy `src` to `dest` byte for byte, leaving holes where `src` has them; fsynced; mode and
-    owner kept. `dest` should be a temporary name the caller renames into place."""
-    st = os.stat(src)
-    fdi = os.open(src, os.O_RDONLY)
-    fdo = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        pos = 0
-        while pos < st.st_size:
-            try:
-                data_at = os.lseek(fdi, pos, os.SEEK_DATA)
-            except OSError as e:
-                if e.errno != errno.ENXIO:
-                    raise
-                break           # only a hole is left
-            hole_at = os.lseek(fdi, data_at, os.SEEK_HOLE)
-            os.lseek(fdi, data_at, os.SEEK_SET)
-            os.lseek(fdo, data_at, os.SEEK_SET)
-            left = hole_at - data_at
-            while left > 0:
-                chunk = os.read(fdi, min(block, left))
-                if not chunk:
-                    break
-                os.write(fdo, chunk)
-                left -= len(chunk)
-            pos = hole_at
-        os.ftruncate(fdo, st.st_size)
-        os.fsync(fdo)
-    finally:
-        os.close(fdi)
-        os.close(fdo)
-    os.chmod(dest, st.st_mode & 0o7777)
-    os.chown(dest, st.st_uid, st.st_gid)
-
-
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ChecksumFile(object):
     """The checksums.json of one snapshot (see the module docstring)."""
 
@@ -217,4 +174,4 @@ class ChecksumFile(object):
             raise NovaError('snapshot directory %s is missing; cannot record checksums' % self.dir)
         data = dict(data)
         data.pop('damaged', None)
-        atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True))
+        replace_file(self.path, json.dumps(data, indent=1, sort_keys=True))

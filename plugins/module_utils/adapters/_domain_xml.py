@@ -13,19 +13,14 @@ Edits happen in place on the parsed tree, so everything else in the domain survi
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import _Attr, parse_xml
-
-try:
-    from lxml import etree
-except ImportError:
-    pass  # reported by _snapshot_xml's HAS_LXML
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._xml import Attr, Children, parse_xml, sub_element, to_string
 
 
 class DiskXML(object):
-    device = _Attr('.', 'device')
-    type = _Attr('.', 'type')
-    target = _Attr('target', 'dev')
-    driver_type = _Attr('driver', 'type')
+    device = Attr('.', 'device')
+    type = Attr('.', 'type')
+    target = Attr('target', 'dev')
+    driver_type = Attr('driver', 'type')
 
     def __init__(self, root):
         self.root = root
@@ -48,6 +43,16 @@ class DiskXML(object):
             return None
         src = bs.find('source')
         return (src.get('file') or src.get('dev') or '') if src is not None else ''
+
+    def live_chain(self):
+        """The chain libvirt shows for a running domain's disk: [active, backing, ...]."""
+        files = [self.source_file]
+        node = self.root.find('backingStore')
+        while node is not None and node.find('source') is not None:
+            src = node.find('source')
+            files.append(src.get('file') or src.get('dev'))
+            node = node.find('backingStore')
+        return files
 
     @property
     def readonly(self):
@@ -77,7 +82,7 @@ class DiskXML(object):
         src.set('file', path)
         driver = self.root.find('driver')
         if driver is None:
-            driver = etree.SubElement(self.root, 'driver', name='qemu')
+            driver = sub_element(self.root, 'driver', name='qemu')
         driver.set('type', fmt)
         for bs in self.root.findall('backingStore'):
             self.root.remove(bs)
@@ -92,9 +97,7 @@ class DomainXML(object):
     def name(self):
         return self.root.findtext('name')
 
-    @property
-    def disks(self):
-        return [DiskXML(d) for d in self.root.findall('devices/disk')]
+    disks = Children('devices/disk', DiskXML)
 
     def disk(self, target):
         for d in self.disks:
@@ -112,15 +115,5 @@ class DomainXML(object):
                  'mb': 1000 ** 2, 'g': 1024 ** 3, 'gib': 1024 ** 3, 'gb': 1000 ** 3}.get(unit, 1024)
         return int(node.text) * scale
 
-    def dac_label(self):
-        """(uid, gid) from a running domain's DAC seclabel, or None."""
-        for label in self.root.findall('seclabel'):
-            if label.get('model') == 'dac':
-                text = label.findtext('imagelabel') or label.findtext('label')
-                if text and ':' in text:
-                    uid, gid = text.split(':', 1)
-                    return int(uid.lstrip('+')), int(gid.lstrip('+'))
-        return None
-
     def to_string(self):
-        return etree.tostring(self.root, encoding='unicode')
+        return to_string(self.root)

@@ -5,22 +5,27 @@
 #
 # PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
 
-"""Thin adapter over libvirt-python.
+"""Thin, closed adapter over libvirt-python.
 
-Everything the collection asks of libvirt goes through here, so VIR_* constants and libvirt's
-error codes are mapped in one place and the rest of the core sees small Python objects and
-typed errors (see _errors.py).
+Everything the collection asks of libvirt goes through here. VIR_* constants and libvirt's error
+codes are mapped in one place (`_call`), so the rest of the core sees small Python objects and
+typed errors (model/_errors.py) and no libvirt exception ever reaches a user as a traceback:
+a domain undefined while a task runs becomes DomainGone naming it, anything else LibvirtFailed
+naming the step. Block jobs are handled per disk by BlockDevice, with bounded waits.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
 import time
 import traceback
 
-from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import crash_point
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._xml import parse_xml
+from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import ACTIVE_COMMIT_READY, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import (
     ConnectionFailed,
+    DomainGone,
     DomainNotFound,
     LibvirtFailed,
     SnapshotNotFound,
@@ -43,6 +48,40 @@ _DOMAIN_STATES = {
     0: 'nostate', 1: 'running', 2: 'blocked', 3: 'paused',
     4: 'shutdown', 5: 'shutoff', 6: 'crashed', 7: 'pmsuspended',
 }
+QEMU_LOG_DIR = '/var/log/libvirt/qemu'
+POLL = 0.05
+
+
+def qemu_log_tail(domain, lines=5):
+    """The last lines of QEMU's log for `domain`: what libvirt means by "the cause is unknown"."""
+    try:
+        with open(os.path.join(QEMU_LOG_DIR, '%s.log' % domain), 'rb') as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            text = f.read().decode('utf-8', 'replace')
+    except (IOError, OSError):
+        return None
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return ' / '.join(tail) or None
+
+
+def _call(what, fn, *args, **kwargs):
+    """fn(*args), with libvirt's errors turned into ours. `domain` (a name) says whose call it is."""
+    domain = kwargs.pop('domain', None)
+    try:
+        return fn(*args)
+    except libvirt.libvirtError as e:
+        code = e.get_error_code()
+        if domain and code == libvirt.VIR_ERR_NO_DOMAIN:
+            raise DomainGone(domain, what)
+        if domain and code == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT and kwargs.get('snapshot'):
+            raise SnapshotNotFound(domain, kwargs['snapshot'])
+        reason = e.get_error_message() or 'no reason given'
+        if domain and 'cause is unknown' in reason:
+            tail = qemu_log_tail(domain)
+            if tail:
+                reason += ' (QEMU log %s/%s.log ends: %s)' % (QEMU_LOG_DIR, domain, tail)
+        raise LibvirtFailed("%s of domain '%s'" % (what, domain) if domain else what, reason)
 
 
 class Hypervisor(object):
@@ -63,19 +102,18 @@ class Hypervisor(object):
 
     def domain(self, name):
         try:
-            return Domain(self, self.conn.lookupByName(name))
+            return Domain(self, self.conn.lookupByName(name), name)
         except libvirt.libvirtError as e:
             if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 raise DomainNotFound(name, self.uri)
             raise LibvirtFailed("looking up domain '%s'" % name, e.get_error_message())
 
     def domain_names(self):
-        return sorted(d.name() for d in self.conn.listAllDomains())
+        return sorted(_call('listing domains', lambda: [d.name() for d in self.conn.listAllDomains()]))
 
     def qemu_owner(self):
         """(uid, gid) libvirt gives QEMU processes by default (its DAC base label), or None."""
-        from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import parse_xml
-        caps = parse_xml(self.conn.getCapabilities())
+        caps = parse_xml(_call('reading the host capabilities', self.conn.getCapabilities))
         for model in caps.findall('host/secmodel'):
             if model.findtext('model') == 'dac':
                 for label in model.findall('baselabel'):
@@ -85,28 +123,22 @@ class Hypervisor(object):
         return None
 
     def define(self, xml):
-        try:
-            self.conn.defineXML(xml)
-        except libvirt.libvirtError as e:
-            raise LibvirtFailed('defining the domain', e.get_error_message())
+        _call('defining the domain', self.conn.defineXML, xml)
 
     def save_image_xml(self, path):
-        try:
-            return self.conn.saveImageGetXMLDesc(path, 0)
-        except libvirt.libvirtError as e:
-            raise LibvirtFailed("reading the domain XML in memory file %s" % path, e.get_error_message())
+        return _call('reading the domain XML in memory file %s' % path, self.conn.saveImageGetXMLDesc, path, 0)
 
     def restore(self, path, xml, paused=False):
         flags = libvirt.VIR_DOMAIN_SAVE_PAUSED if paused else libvirt.VIR_DOMAIN_SAVE_RUNNING
-        try:
-            self.conn.restoreFlags(path, xml, flags)
-        except libvirt.libvirtError as e:
-            raise LibvirtFailed("restoring RAM from %s" % path, e.get_error_message())
+        domain = parse_xml(xml).findtext('name')
+        _call('restoring RAM from %s' % path, self.conn.restoreFlags, path, xml, flags, domain=domain)
 
     def close(self):
         if self._conn is not None:
             try:
                 self._conn.close()
+            except libvirt.libvirtError:
+                pass  # the daemon went away; there is nothing left to close
             finally:
                 self._conn = None
 
@@ -114,49 +146,26 @@ class Hypervisor(object):
 class Domain(object):
     """A libvirt domain; results come back as strings and lists, never raw libvirt objects."""
 
-    def __init__(self, hypervisor, dom):
+    def __init__(self, hypervisor, dom, name):
         self.hypervisor = hypervisor
         self._dom = dom
-        self.name = dom.name()
+        self.name = name
+
+    def _call(self, what, fn, *args, **kwargs):
+        return _call(what, fn, *args, domain=self.name, **kwargs)
 
     @property
     def state(self):
-        return _DOMAIN_STATES.get(self._dom.state()[0], 'nostate')
+        return _DOMAIN_STATES.get(self._call('reading the state', self._dom.state)[0], 'nostate')
 
-    def xml(self, inactive=False):
-        return self._dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)
-
-    def snapshot_xmls(self):
-        """[(name, xml)] for every snapshot libvirt knows, in libvirt's order."""
-        return [(s.getName(), s.getXMLDesc(0)) for s in self._dom.listAllSnapshots(0)]
-
-    def current_snapshot_name(self):
-        try:
-            if not self._dom.hasCurrentSnapshot(0):
-                return None
-            return self._dom.snapshotCurrent(0).getName()
-        except libvirt.libvirtError as e:
-            raise LibvirtFailed("reading the current snapshot of '%s'" % self.name, e.get_error_message())
-
-    def snapshot_xml(self, name):
-        try:
-            return self._dom.snapshotLookupByName(name, 0).getXMLDesc(0)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
-                raise SnapshotNotFound(self.name, name)
-            raise LibvirtFailed("reading snapshot '%s' of '%s'" % (name, self.name), e.get_error_message())
-
-    # -- life cycle ---------------------------------------------------------------------------
     @property
     def is_active(self):
-        return bool(self._dom.isActive())
+        return bool(self._call('reading the state', self._dom.isActive))
 
-    def _call(self, what, fn, *args):
-        try:
-            return fn(*args)
-        except libvirt.libvirtError as e:
-            raise LibvirtFailed("%s of domain '%s'" % (what, self.name), e.get_error_message())
+    def xml(self, inactive=False):
+        return self._call('reading the definition', self._dom.XMLDesc, libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)
 
+    # -- life cycle ---------------------------------------------------------------------------
     def destroy(self):
         if self.is_active:
             self._call('stopping', self._dom.destroy)
@@ -168,9 +177,6 @@ class Domain(object):
         """Stop the VM, keeping its RAM and device state in `path` (what `virsh save` does)."""
         self._call('saving the RAM', self._dom.save, path)
 
-    def suspend(self):
-        self._call('pausing', self._dom.suspend)
-
     def agent_ping(self, timeout=5):
         """None when the guest agent answers, else libvirt's reason."""
         import libvirt_qemu
@@ -181,6 +187,21 @@ class Domain(object):
             return e.get_error_message()
 
     # -- snapshots ----------------------------------------------------------------------------
+    def snapshot_xmls(self):
+        """[(name, xml)] for every snapshot libvirt knows, in libvirt's order."""
+        return self._call('listing snapshots', lambda: [(s.getName(), s.getXMLDesc(0)) for s in self._dom.listAllSnapshots(0)])
+
+    def current_snapshot_name(self):
+        def current():
+            return self._dom.snapshotCurrent(0).getName() if self._dom.hasCurrentSnapshot(0) else None
+        return self._call('reading the current snapshot', current)
+
+    def _snapshot(self, name):
+        return self._call("reading snapshot '%s'" % name, self._dom.snapshotLookupByName, name, 0, snapshot=name)
+
+    def snapshot_xml(self, name):
+        return self._call("reading snapshot '%s'" % name, self._snapshot(name).getXMLDesc, 0)
+
     def create_snapshot(self, xml, disk_only=False, quiesce=False, live=False):
         flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
         if disk_only:
@@ -189,22 +210,13 @@ class Domain(object):
             flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
         if live:
             flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_LIVE
-        snap = self._call('creating a snapshot', self._dom.snapshotCreateXML, xml, flags)
-        return snap.getXMLDesc(0)
+        return self._call('creating a snapshot', lambda: self._dom.snapshotCreateXML(xml, flags).getXMLDesc(0))
 
     def redefine_snapshot(self, xml, current=False):
         flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
         if current:
             flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
         self._call('redefining snapshot metadata', self._dom.snapshotCreateXML, xml, flags)
-
-    def _snapshot(self, name):
-        try:
-            return self._dom.snapshotLookupByName(name, 0)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
-                raise SnapshotNotFound(self.name, name)
-            raise LibvirtFailed("reading snapshot '%s' of '%s'" % (name, self.name), e.get_error_message())
 
     def delete_snapshot(self, name, children=False, metadata_only=False, missing_ok=False):
         flags = 0
@@ -225,62 +237,93 @@ class Domain(object):
                  'paused': libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED}[after]
         self._call("reverting to snapshot '%s'" % name, self._dom.revertToSnapshot, self._snapshot(name), flags)
 
-    # -- block jobs (bounded waits) -----------------------------------------------------------
-    def block_job(self, disk):
-        """The block job running on `disk` ({type, cur, end, ...}) or None."""
-        return self._call('reading block job of %s' % disk, self._dom.blockJobInfo, disk, 0) or None
+    # -- block jobs ---------------------------------------------------------------------------
+    def block(self, disk, timeout):
+        """The block-job handle of one disk (target name such as 'vda'); waits bounded by `timeout`."""
+        return BlockDevice(self._dom, self.name, disk, timeout)
 
-    def settle_block_job(self, disk, timeout):
-        self._settle_block_job(disk, timeout)
 
-    def _settle_block_job(self, disk, timeout):
+class BlockJob(object):
+    """What blockJobInfo reports, as an object."""
+
+    def __init__(self, info):
+        self.type = info.get('type')
+        self.cur = info.get('cur')
+        self.end = info.get('end')
+
+    @property
+    def is_active_commit(self):
+        return self.type == libvirt.VIR_DOMAIN_BLOCK_JOB_TYPE_ACTIVE_COMMIT
+
+    @property
+    def ready(self):
+        """All copied: an active commit then waits for its pivot."""
+        return bool(self.end) and self.cur == self.end
+
+
+class BlockDevice(object):
+    """One disk of a running domain, for block jobs (in the manner of Nova's BlockDevice)."""
+
+    def __init__(self, dom, domain_name, disk, timeout):
+        self._dom = dom
+        self.domain_name = domain_name
+        self.disk = disk
+        self.timeout = timeout
+
+    def _call(self, what, fn, *args):
+        return _call('%s on %s' % (what, self.disk), fn, *args, domain=self.domain_name)
+
+    def job(self):
+        """The job running on this disk (BlockJob) or None."""
+        info = self._call('reading the block job', self._dom.blockJobInfo, self.disk, 0)
+        return BlockJob(info) if info else None
+
+    def settle(self):
         """A job a killed run left behind: let a pull or commit finish; drop an active commit that
         waits for its pivot (the chain it would change is still whole, so the next job starts clean)."""
-        info = self._call('reading block job of %s' % disk, self._dom.blockJobInfo, disk, 0)
-        if not info:
+        job = self.job()
+        if job is None:
             return
-        if info.get('type') == libvirt.VIR_DOMAIN_BLOCK_JOB_TYPE_ACTIVE_COMMIT:
-            self._call('cancelling a left-over commit on %s' % disk, self._dom.blockJobAbort, disk, 0)
-        self._wait_block_job(disk, timeout, 'left-over block job')
+        if job.is_active_commit:
+            self._call('cancelling a left-over commit', self._dom.blockJobAbort, self.disk, 0)
+        self._wait('left-over block job')
 
-    def block_pull(self, disk, base, timeout):
-        """Copy everything above `base` (None: the whole chain) into the active image of `disk`."""
-        self._settle_block_job(disk, timeout)
-        self._call('starting a block pull on %s' % disk, self._dom.blockRebase, disk, base, 0, 0)
-        self._wait_block_job(disk, timeout, 'block pull')
+    def pull(self, base):
+        """Copy everything above `base` (None: the whole chain) into the active image."""
+        self.settle()
+        self._call('starting a block pull', self._dom.blockRebase, self.disk, base, 0, 0)
+        self._wait('block pull')
 
-    def block_commit(self, disk, top, base, timeout):
+    def commit(self, top, base):
         """Merge image `top` (not the active one) down into `base`; the chain then skips `top`."""
-        self._settle_block_job(disk, timeout)
-        self._call('starting a block commit on %s' % disk, self._dom.blockCommit, disk, base, top, 0, 0)
-        self._wait_block_job(disk, timeout, 'block commit')
+        self.settle()
+        self._call('starting a block commit', self._dom.blockCommit, self.disk, base, top, 0, 0)
+        self._wait('block commit')
 
-    def block_commit_active(self, disk, base, timeout):
-        """Merge the active image of `disk` (and what lies above `base`) into `base`, then pivot the
-        VM onto `base`: the active image is no longer used afterwards."""
-        self._settle_block_job(disk, timeout)
-        self._call('starting an active block commit on %s' % disk, self._dom.blockCommit, disk, base, None, 0,
+    def commit_active(self, base):
+        """Merge the active image (and what lies above `base`) into `base`, then pivot onto `base`:
+        the active image is no longer used afterwards."""
+        self.settle()
+        self._call('starting an active block commit', self._dom.blockCommit, self.disk, base, None, 0,
                    libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
-        self._wait_block_job(disk, timeout, 'active block commit', until_ready=True)
-        crash_point('active-commit-ready')
-        self._call('pivoting %s onto %s' % (disk, base), self._dom.blockJobAbort, disk,
+        self._wait('active block commit', until_ready=True)
+        crash_point(ACTIVE_COMMIT_READY)
+        self._call('pivoting onto %s' % base, self._dom.blockJobAbort, self.disk,
                    libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
-        self._wait_block_job(disk, timeout, 'pivot')
+        self._wait('pivot')
 
-    def _wait_block_job(self, disk, timeout, what, until_ready=False):
-        deadline = time.time() + timeout
+    def _wait(self, what, until_ready=False):
+        deadline = time.time() + self.timeout
         while True:
-            info = self._call('reading block job of %s' % disk, self._dom.blockJobInfo, disk, 0)
-            if not info:
+            job = self.job()
+            if job is None or (until_ready and job.ready):
                 return
-            if until_ready and info.get('end') and info.get('cur') == info.get('end'):
-                return      # an active commit waits in the ready state for its pivot
             if time.time() > deadline:
                 try:
-                    self._dom.blockJobAbort(disk, 0)
+                    self._dom.blockJobAbort(self.disk, 0)
                 except libvirt.libvirtError:
                     pass  # the job may have just finished; the timeout is reported either way
-                raise LibvirtFailed('%s on %s of %s' % (what, disk, self.name),
+                raise LibvirtFailed('%s on %s of %s' % (what, self.disk, self.domain_name),
                                     'did not finish within %ss (at %s of %s bytes); aborted'
-                                    % (timeout, info.get('cur'), info.get('end')))
-            time.sleep(0.05)
+                                    % (self.timeout, job.cur, job.end))
+            time.sleep(POLL)

@@ -23,7 +23,7 @@ import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import validate_name
 from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import PolicyError, parse_policy
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import atomic_write
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import replace_file
 
 
 class PolicyStore(object):
@@ -72,7 +72,7 @@ class PolicyStore(object):
     def save(self, policy):
         if not os.path.isdir(self.dir):
             os.makedirs(self.dir, 0o700)
-        atomic_write(self.path(policy['name']), json.dumps(policy, indent=1, sort_keys=True) + '\n')
+        replace_file(self.path(policy['name']), json.dumps(policy, indent=1, sort_keys=True) + '\n')
 
     def remove(self, name):
         os.unlink(self.path(name))

@@ -18,11 +18,11 @@ __metaclass__ = type
 import json
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed
 
 
-class QemuImgFailed(NovaError):
-    pass
+class QemuImgFailed(Failed):
+    """qemu-img (or another command run through the runner) failed; the message has its command line."""
 
 
 class ImageInfo(object):
@@ -154,6 +154,16 @@ class QemuImg(object):
         if rc in (0, 1):
             return rc == 0
         raise QemuImgFailed('qemu-img compare %s %s failed (rc=%d): %s' % (a, b, rc, (err or out).strip()))
+
+    def copy_sparse(self, source, dest):
+        """Copy the file `source` to `dest` keeping holes, mode and owner (a tier move; not qemu-img:
+        the copy must be the same file, byte for byte, header included). `dest` is removed on failure."""
+        cmd = ['cp', '--sparse=always', '--preserve=mode,ownership', source, dest]
+        rc, out, err = self._run_command(cmd, environ_update={'LC_ALL': 'C'})
+        if rc != 0:
+            if os.path.exists(dest):
+                os.unlink(dest)
+            raise QemuImgFailed('copying %s to %s failed: %s' % (source, dest, (err or out).strip()))
 
     def check(self, path, fmt='qcow2'):
         rc, out, err = self._run_command([self.binary, 'check', '--output=json', '-U', '-f', fmt, path],

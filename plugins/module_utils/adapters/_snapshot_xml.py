@@ -5,94 +5,29 @@
 #
 # PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
 
-"""lxml model of libvirt's <domainsnapshot> XML.
-
-Properties read and write an XPath of the parsed tree in place, so elements this model does not
-know (the embedded <domain>, <cookie>, future libvirt additions) survive a round trip untouched.
-"""
+"""The <domainsnapshot> model (libvirt's snapshot XML)."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import traceback
-
-try:
-    from lxml import etree
-except ImportError:
-    HAS_LXML = False
-    LXML_IMPORT_ERROR = traceback.format_exc()
-else:
-    HAS_LXML = True
-    LXML_IMPORT_ERROR = None
-
-
-def parse_xml(text):
-    """Parse XML text from libvirt or a file without resolving entities or touching the network."""
-    if isinstance(text, str):
-        text = text.encode('utf-8')
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
-    return etree.fromstring(text, parser)
-
-
-class _Text(object):
-    """The text of the element at `path` (created on write, removed when set to None)."""
-
-    def __init__(self, path, convert=str):
-        self.path = path
-        self.convert = convert
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return self
-        node = obj.root.find(self.path)
-        if node is None or node.text is None:
-            return None
-        return self.convert(node.text.strip())
-
-    def __set__(self, obj, value):
-        node = obj.root.find(self.path)
-        if value is None:
-            if node is not None:
-                node.getparent().remove(node)
-            return
-        if node is None:
-            node = obj.root
-            for part in self.path.split('/'):
-                child = node.find(part)
-                node = child if child is not None else etree.SubElement(node, part)
-        node.text = str(value)
-
-
-class _Attr(object):
-    """Attribute `attr` of the element at `path`."""
-
-    def __init__(self, path, attr):
-        self.path = path
-        self.attr = attr
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return self
-        node = obj.root.find(self.path)
-        return None if node is None else node.get(self.attr)
-
-    def __set__(self, obj, value):
-        node = obj.root.find(self.path)
-        if node is None:
-            node = etree.SubElement(obj.root, self.path)
-        if value is None:
-            node.attrib.pop(self.attr, None)
-        else:
-            node.set(self.attr, value)
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._xml import (
+    Attr,
+    Children,
+    Text,
+    new_root,
+    parse_xml,
+    sub_element,
+    to_string,
+)
 
 
 class SnapshotDiskXML(object):
     """One <disks>/<disk> entry."""
 
-    name = _Attr('.', 'name')
-    snapshot = _Attr('.', 'snapshot')
-    source_file = _Attr('source', 'file')
-    driver_type = _Attr('driver', 'type')
+    name = Attr('.', 'name')
+    snapshot = Attr('.', 'snapshot')
+    source_file = Attr('source', 'file')
+    driver_type = Attr('driver', 'type')
 
     def __init__(self, root):
         self.root = root
@@ -101,20 +36,27 @@ class SnapshotDiskXML(object):
 class SnapshotXML(object):
     """A <domainsnapshot> document."""
 
-    name = _Text('name')
-    description = _Text('description')
-    state = _Text('state')
-    creation_time = _Text('creationTime', int)
-    parent = _Text('parent/name')
-    memory_mode = _Attr('memory', 'snapshot')
-    memory_file = _Attr('memory', 'file')
+    name = Text('name')
+    description = Text('description')
+    state = Text('state')
+    creation_time = Text('creationTime', int)
+    parent = Text('parent/name')
+    memory_mode = Attr('memory', 'snapshot')
+    memory_file = Attr('memory', 'file')
 
     def __init__(self, xml=None):
-        self.root = parse_xml(xml) if xml is not None else etree.Element('domainsnapshot')
+        self.root = parse_xml(xml) if xml is not None else new_root('domainsnapshot')
 
-    @property
-    def disks(self):
-        return [SnapshotDiskXML(node) for node in self.root.findall('disks/disk')]
+    disks = Children('disks/disk', SnapshotDiskXML)
+
+    def add_disk(self, name, snapshot, source_file=None, driver_type=None):
+        """A <disks>/<disk> entry: snapshot 'no', 'internal' or 'external' (with its new overlay)."""
+        disk = SnapshotXML.disks.add(self, name=name, snapshot=snapshot)
+        if driver_type:
+            sub_element(disk.root, 'driver', type=driver_type)
+        if source_file:
+            sub_element(disk.root, 'source', file=source_file)
+        return disk
 
     @property
     def domain(self):
@@ -127,7 +69,7 @@ class SnapshotXML(object):
 
     @property
     def snapshot_type(self):
-        """The collection's type for a snapshot as libvirt describes it (DESIGN.md's table).
+        """The collection's type for a snapshot as libvirt describes it (the table in docs/snapshots.md).
 
         libvirt cannot tell `external` with RAM from `memory`: both are external disks plus an
         external memory file. Such snapshots read as `memory`; the collection's own store keeps the
@@ -140,4 +82,4 @@ class SnapshotXML(object):
         return 'internal'
 
     def to_string(self):
-        return etree.tostring(self.root, pretty_print=True, encoding='unicode')
+        return to_string(self.root, pretty=True)

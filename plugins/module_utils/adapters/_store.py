@@ -5,7 +5,7 @@
 #
 # PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
 
-"""The metadata store on disk (DESIGN.md, storage layout):
+"""The metadata store on disk (docs/architecture.md, storage layout):
 
     <storage_dir>/<vm>/metadata.json                      the tree: snapshots, current
     <storage_dir>/<vm>/snapshots/<id>/metadata.json       that snapshot's record
@@ -27,42 +27,20 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import time
 from contextlib import contextmanager
 
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import replace_file
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, Failed, NotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import Tree
 
 
-class LockTimeout(NovaError):
+class LockTimeout(Conflict):
     pass
 
 
-class StoreCorrupt(NovaError):
+class StoreCorrupt(Failed):
     pass
-
-
-def atomic_write(path, data, mode=0o600):
-    """Replace `path` with `data` so that a crash leaves either the old or the new file, never half."""
-    directory = os.path.dirname(path)
-    tmp = os.path.join(directory, '.%s.tmp-%d' % (os.path.basename(path), os.getpid()))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class Store(object):
@@ -118,7 +96,7 @@ class Store(object):
     def tier_dir(self, tier_root):
         """This domain's private directory under the tier `tier_root` (recorded, so its files are ours)."""
         if not os.path.isdir(tier_root):
-            raise NovaError('storage tier %s does not exist (create it, on the storage you want, first)' % tier_root)
+            raise NotFound('storage tier %s does not exist (create it, on the storage you want, first)' % tier_root)
         path = os.path.join(os.path.realpath(tier_root), self.vm_name)
         if not os.path.isdir(path):
             os.mkdir(path, 0o700)
@@ -127,8 +105,31 @@ class Store(object):
         dirs = self.tier_dirs()
         if path not in dirs:
             self.make_dir(self.root)
-            atomic_write(self.tiers_path, json.dumps(dirs + [path]))
+            self.replace(self.tiers_path, json.dumps(dirs + [path]))
         return path
+
+    # -- files ------------------------------------------------------------------------------
+    @staticmethod
+    def replace(path, data, mode=0o600):
+        """Replace a file of the store crash-safely (temp file, fsync, rename, fsync of the directory)."""
+        replace_file(path, data, mode)
+
+    # -- optimization record: which frozen layers were rewritten, with which settings -----------
+    @property
+    def optimized_path(self):
+        return os.path.join(self.root, 'optimized.json')
+
+    def optimized(self):
+        """{real path: {stamp, settings}} of the layers `nova_chain state=optimized` rewrote."""
+        try:
+            with open(self.optimized_path) as f:
+                return json.load(f)
+        except (IOError, OSError, ValueError):
+            return {}
+
+    def save_optimized(self, record):
+        self.make_dir(self.root)
+        self.replace(self.optimized_path, json.dumps(record, indent=1, sort_keys=True))
 
     # -- directories --------------------------------------------------------------------------
     def make_dir(self, path):
@@ -144,19 +145,6 @@ class Store(object):
         if self.owner:
             os.chown(path, self.owner[0], self.owner[1])
         return path
-
-    def remove_snapshot_files(self, snap_id, keep=()):
-        """Remove a deleted snapshot's own files, but not overlays still in use (`keep`)."""
-        directory = self.snapshot_dir(snap_id)
-        if not os.path.isdir(directory):
-            return
-        keep = set(os.path.realpath(k) for k in keep)
-        for name in os.listdir(directory):
-            path = os.path.join(directory, name)
-            if os.path.realpath(path) not in keep:
-                os.unlink(path)
-        if not os.listdir(directory):
-            os.rmdir(directory)
 
     # -- lock ---------------------------------------------------------------------------------
     @contextmanager
@@ -202,15 +190,15 @@ class Store(object):
     def save(self, tree):
         """Write the tree, then each snapshot's own record (the tree file is the one that counts)."""
         self.make_dir(self.root)
-        atomic_write(self.tree_path, json.dumps(tree.to_dict(), indent=1, sort_keys=True))
+        self.replace(self.tree_path, json.dumps(tree.to_dict(), indent=1, sort_keys=True))
         for snap in tree.snapshots.values():
             directory = self.snapshot_dir(snap.id)
             if os.path.isdir(directory):
-                atomic_write(os.path.join(directory, 'metadata.json'), json.dumps(snap.to_dict(), indent=1, sort_keys=True))
+                self.replace(os.path.join(directory, 'metadata.json'), json.dumps(snap.to_dict(), indent=1, sort_keys=True))
 
     def save_snapshot_xml(self, snap_id, xml):
         self.make_dir(self.snapshot_dir(snap_id))
-        atomic_write(self.xml_path(snap_id), xml)
+        self.replace(self.xml_path(snap_id), xml)
 
     def snapshot_xml(self, snap_id):
         try:
@@ -218,7 +206,3 @@ class Store(object):
                 return f.read()
         except (IOError, OSError):
             return None
-
-    def destroy(self):
-        """Remove the whole store of this domain (used when a domain is gone for good)."""
-        shutil.rmtree(self.root)

@@ -5,7 +5,14 @@
 #
 # PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
 
-"""Typed errors raised by the core. Only a module's main() turns them into fail_json."""
+"""Typed errors raised by the core. Only a module's main() turns them into fail_json.
+
+Two families, so that callers such as the policy engine can tell them apart:
+- Refused: the request cannot be carried out as asked (bad input, not found, no space, a conflict
+  with what exists, a lock held elsewhere). Nothing was changed.
+- Failed: something went wrong while carrying it out (libvirt, qemu-img, the store). The message
+  says which step failed and what state things are in.
+"""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -20,25 +27,58 @@ class NovaError(Exception):
         self.details = details
 
 
-class ConnectionFailed(NovaError):
+class Refused(NovaError):
+    """The request was refused before anything changed."""
+
+
+class NotFound(Refused):
+    """A domain, snapshot, branch, policy or file the request names does not exist."""
+
+
+class InsufficientSpace(Refused):
+    """A filesystem cannot hold what an operation would write; raised before writing."""
+
+    def __init__(self, directory, need, free, what):
+        super(InsufficientSpace, self).__init__(
+            'not enough free space in %s: %d MiB needed for %s, %d MiB free; nothing was changed'
+            % (directory, need // 2 ** 20, what, free // 2 ** 20), directory=directory, needed=need, free=free)
+
+
+class Conflict(Refused):
+    """The request contradicts what exists (same name, other settings; a held lock; a merge conflict)."""
+
+
+class Failed(NovaError):
+    """A step failed while the operation ran; the message names the step."""
+
+
+class ConnectionFailed(Failed):
     def __init__(self, uri, reason):
         super(ConnectionFailed, self).__init__(
             "cannot connect to libvirt at '%s': %s" % (uri, reason), uri=uri)
 
 
-class DomainNotFound(NovaError):
+class DomainNotFound(NotFound):
     def __init__(self, domain, uri):
         super(DomainNotFound, self).__init__(
             "domain '%s' does not exist on %s" % (domain, uri), domain=domain, uri=uri)
 
 
-class SnapshotNotFound(NovaError):
+class DomainGone(Failed):
+    """The domain disappeared (undefined, or a transient one stopped) while the task ran."""
+
+    def __init__(self, domain, what):
+        super(DomainGone, self).__init__(
+            "domain '%s' no longer exists (it was undefined while %s)" % (domain, what), domain=domain)
+
+
+class SnapshotNotFound(NotFound):
     def __init__(self, domain, name):
         super(SnapshotNotFound, self).__init__(
             "domain '%s' has no snapshot named '%s'" % (domain, name), domain=domain, snapshot=name)
 
 
-class LibvirtFailed(NovaError):
+class LibvirtFailed(Failed):
     """A libvirt call failed for a reason we did not anticipate; the message says which call."""
 
     def __init__(self, what, reason):

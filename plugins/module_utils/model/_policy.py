@@ -24,7 +24,7 @@ import re
 import string
 import time
 
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SNAPSHOT_TYPES, InvalidName, validate_name
 
 PERIODS = ('hourly', 'daily', 'weekly', 'monthly', 'yearly')
@@ -51,7 +51,7 @@ STAMP = '%Y%m%dT%H%M%SZ'
 _STAMP_RX = re.compile(r'(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$')
 
 
-class PolicyError(NovaError):
+class PolicyError(Refused):
     pass
 
 

@@ -5,7 +5,7 @@
 #
 # PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
 
-"""The records the collection keeps and returns: the seed's VmSnapshot and SnapshotDisk.
+"""The records the collection keeps and returns: the VmSnapshot and SnapshotDisk of the nova design.
 
 Pure Python, no I/O. Derived facts (children, is_current, sizes on disk) are not stored: they
 are computed when a record is shown, so they can never disagree with the tree.
@@ -15,11 +15,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import binascii
+import hashlib
 import os
 import re
 import time
 
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Refused
 
 SNAPSHOT_TYPES = ('internal', 'external', 'memory', 'disk_only')
 # Types whose disks are new overlays on frozen images (everything but internal).
@@ -27,7 +28,7 @@ OVERLAY_TYPES = ('external', 'memory', 'disk_only')
 MAX_NAME_BYTES = 255
 
 
-class InvalidName(NovaError):
+class InvalidName(Refused):
     pass
 
 
@@ -57,6 +58,13 @@ def new_id(now=None):
     """Sortable, unique snapshot ids: creation time plus randomness."""
     stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime(now if now is not None else time.time()))
     return '%s-%s' % (stamp, binascii.hexlify(os.urandom(3)).decode())
+
+
+def adopted_id(creation_time, name):
+    """The id a snapshot made outside the collection gets: the same every time it is looked at
+    (so a report before adoption and the store after it agree), unique per name."""
+    stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime(creation_time or 0))
+    return '%s-%s' % (stamp, hashlib.sha256(name.encode('utf-8')).hexdigest()[:6])
 
 
 def iso_time(epoch):

@@ -17,11 +17,11 @@ the indexes right. Nothing here recurses, so deep chains cannot hit Python's rec
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import Branch, VmSnapshot
 
 
-class InvalidParent(NovaError):
+class InvalidParent(Conflict):
     pass
 
 
@@ -182,6 +182,36 @@ class Tree(object):
             return 'that is the snapshot itself or one of its descendants'
         return None
 
+    # -- images ---------------------------------------------------------------------------------
+    def repoint_image(self, old, new, new_backing=None, key=None):
+        """An image moved or took another's place: every record that names `old` names `new`.
+
+        Snapshot disks whose frozen image was `old` get `new` (and `new_backing` as their backing
+        file, when given: a commit changes what lies below too); those backed by `old` are backed
+        by `new`; inactive branches' images follow. `key` normalises paths before comparing
+        (callers pass os.path.realpath; this class does no I/O). Returns how many references moved.
+        """
+        key = key or (lambda p: p)
+        old_key = key(old)
+        moved = 0
+        for snap in self.snapshots.values():
+            for disk in snap.disk_files:
+                if disk.file_path and key(disk.file_path) == old_key:
+                    disk.file_path = new
+                    if new_backing is not None:
+                        disk.backing_file = new_backing
+                    moved += 1
+                elif disk.backing_file and key(disk.backing_file) == old_key:
+                    disk.backing_file = new
+                    moved += 1
+        for branch in self.branches.values():
+            for table in (branch.disks, branch.activating):
+                for device, path in list(table.items()):
+                    if key(path) == old_key:
+                        table[device] = new
+                        moved += 1
+        return moved
+
     # -- records ------------------------------------------------------------------------------
     def to_dict(self):
         return dict(version=1, vm_name=self.vm_name, current=self.current, last_revert=self.last_revert,
@@ -196,7 +226,7 @@ class Tree(object):
                    [Branch.from_dict(b) for b in data.get('branches', [])], data.get('active_branch'))
 
     def describe(self, snap, sizes=None):
-        """The record as modules return it (the seed's VmSnapshot), derived fields filled in."""
+        """The record as modules return it (the nova design's VmSnapshot), derived fields filled in."""
         data = snap.to_dict()
         data['children'] = [c.id for c in self.children(snap.id)]
         data['is_current'] = snap.id == self.current
@@ -227,13 +257,13 @@ def _with_last(snaps, prefix):
 
 
 def render_text(tree):
-    """The tree as the seed draws it (`nova snapshot tree`): one line per snapshot under two header lines."""
+    """The tree as `nova snapshot tree` draws it: one line per snapshot under two header lines."""
     roots = tree.roots()
     marks = _marks(tree, roots)
     lines = ['VM: %s' % tree.vm_name, '│']
     todo = _with_last(roots, '')
     if len(roots) == 1:
-        # The seed draws a lone root with a tee too, as if the VM's line went on below it.
+        # `nova snapshot tree` draws a lone root with a tee too, as if the VM's line went on below it.
         todo = [(roots[0], '', False)]
     while todo:
         snap, prefix, last = todo.pop()

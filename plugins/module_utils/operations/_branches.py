@@ -21,13 +21,29 @@ import os
 import time
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real
-from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import crash_point
+from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import (
+    MERGE_RECORDED,
+    MERGE_WRITTEN,
+    SWITCH_LEFT,
+    SWITCH_PLANNED,
+    SWITCH_UP,
+    crash_point,
+)
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError, SnapshotNotFound
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, NotFound, Refused, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._merge import apply_merge, plan_merge as merge_plan
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import Branch, SnapshotDisk, VmSnapshot, new_id, validate_name
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import MEMORY_MARGIN, Plan, SnapshotManager, free_bytes
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import MEMORY_MARGIN, require_free
+from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import (
+    bring_up,
+    check_intact,
+    mark_current_in_libvirt,
+    new_overlays,
+    overlay_paths,
+)
 from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import render_dot, render_text
 
 DEFAULT_BRANCH = 'main'
@@ -44,16 +60,19 @@ class _Merging(object):
         self.active = active
 
 
-class TreeManager(SnapshotManager):
-    """Branch operations on top of the snapshot engine."""
+class TreeManager(object):
+    """Branch operations over one domain's SnapshotManager (`m`)."""
+
+    def __init__(self, manager):
+        self.m = manager
 
     # -- queries ------------------------------------------------------------------------------
     def branches(self, tree):
-        """[{name, base, head, active}] with snapshot names (the seed's `nova snapshot branches`)."""
+        """[{name, base, head, active}] with snapshot names (what `nova snapshot branches` lists)."""
         out = []
         for name, b in sorted(tree.branches.items()):
-            out.append(dict(name=name, base=self._name(tree, b.base), head=self._name(tree, b.head),
-                            tip=self._name(tree, b.tip), active=name == tree.active_branch,
+            out.append(dict(name=name, base=self.m.name_of(tree, b.base), head=self.m.name_of(tree, b.head),
+                            tip=self.m.name_of(tree, b.tip), active=name == tree.active_branch,
                             vm_state=None if name == tree.active_branch else (b.vm_state or 'shutoff'),
                             saved_ram=bool(b.memory_file)))
         return out
@@ -61,9 +80,9 @@ class TreeManager(SnapshotManager):
     def _require_overlays(self, tree):
         internal = sorted(s.name for s in tree.snapshots.values() if s.snapshot_type == 'internal')
         if internal:
-            raise NovaError("branches need external, memory or disk_only snapshots; domain '%s' has internal "
-                            "snapshots (%s), which live inside the disk images every branch would share"
-                            % (self.domain.name, ', '.join(internal)))
+            raise Refused("branches need external, memory or disk_only snapshots; domain '%s' has internal "
+                          "snapshots (%s), which live inside the disk images every branch would share"
+                          % (self.m.domain.name, ', '.join(internal)))
 
     def _ensure_active_branch(self, tree):
         """The VM's line before any branch existed becomes branch `main`."""
@@ -76,22 +95,22 @@ class TreeManager(SnapshotManager):
         validate_name(name, 'branch')
         snap = tree.by_name(start)
         if snap is None:
-            raise SnapshotNotFound(self.domain.name, start)
+            raise SnapshotNotFound(self.m.domain.name, start)
         self._require_overlays(tree)
         existing = tree.branches.get(name)
         if existing is not None and existing.base != snap.id and name != tree.active_branch:
-            raise NovaError("branch '%s' of domain '%s' already exists, starting at '%s' (asked '%s')"
-                            % (name, self.domain.name, self._name(tree, existing.base), start))
+            raise Conflict("branch '%s' of domain '%s' already exists, starting at '%s' (asked '%s')"
+                           % (name, self.m.domain.name, self.m.name_of(tree, existing.base), start))
         switch_plan = self.plan_switch(tree, name, start=snap) if switch else None
         if existing is not None:
             return switch_plan or Plan(False, snapshot=None)
-        actions = ["create branch %s of %s at snapshot %s" % (name, self.domain.name, start)]
+        actions = ["create branch %s of %s at snapshot %s" % (name, self.m.domain.name, start)]
         actions += switch_plan.actions if switch_plan else []
 
         def apply():
             self._ensure_active_branch(tree)
             tree.branches[name] = Branch(name, base=snap.id, created_at=int(time.time()))
-            self.store.save(tree)
+            self.m.store.save(tree)
             if switch:
                 self._switch(tree, name)
         return Plan(True, actions, before=dict(branches=sorted(tree.branches), active=tree.active_branch),
@@ -105,22 +124,20 @@ class TreeManager(SnapshotManager):
         if branch is None and start is None:
             start = tree.by_name(name)
             if start is None:
-                raise NovaError("domain '%s' has no branch or snapshot named '%s'" % (self.domain.name, name))
+                raise NotFound("domain '%s' has no branch or snapshot named '%s'" % (self.m.domain.name, name))
             validate_name(name, 'branch')
         if tree.active_branch == name and not (branch and branch.activating):
             return Plan(False, before=dict(active=name), after=dict(active=name))
         self._require_overlays(tree)
-        state = self.domain.state
+        state = self.m.domain.state
         if state in ('running', 'paused'):
-            need = DomainXML(self.domain.xml()).memory_bytes * MEMORY_MARGIN
-            if free_bytes(self.store.root) < need:
-                raise NovaError('not enough free space in %s to keep the RAM of the branch left behind (%d MiB '
-                                'needed); nothing was changed' % (self.store.root, need // 2 ** 20))
+            need = DomainXML(self.m.domain.xml()).memory_bytes * MEMORY_MARGIN
+            require_free(self.m.store.root, need, 'the RAM of the branch left behind')
         leaving = tree.active_branch or DEFAULT_BRANCH
         how = 'resume its overlays%s' % (' and RAM' if branch and branch.memory_file else '') if branch and branch.disks \
-            else 'start new overlays on snapshot %s' % (start.name if start else self._name(tree, branch.tip))
+            else 'start new overlays on snapshot %s' % (start.name if start else self.m.name_of(tree, branch.tip))
         actions = ['switch %s from branch %s (keeping its disks%s) to branch %s (%s)'
-                   % (self.domain.name, leaving, ' and RAM' if state in ('running', 'paused') else '', name, how)]
+                   % (self.m.domain.name, leaving, ' and RAM' if state in ('running', 'paused') else '', name, how)]
 
         def apply():
             if name not in tree.branches:
@@ -136,46 +153,46 @@ class TreeManager(SnapshotManager):
         target = tree.branches[name]
         if not target.activating:
             # 1. Write down where everything goes before touching anything.
-            state = self.domain.state
-            persistent = DomainXML(self.domain.xml(inactive=True))
+            state = self.m.domain.state
+            persistent = DomainXML(self.m.domain.xml(inactive=True))
             leaving.disks = dict((d.target, d.source_file) for d in persistent.disks if d.writable)
             leaving.vm_state = state if state in ('running', 'paused') else 'shutoff'
-            leaving.memory_file = self.store.branch_memory_path(leaving.name) if leaving.vm_state != 'shutoff' else None
+            leaving.memory_file = self.m.store.branch_memory_path(leaving.name) if leaving.vm_state != 'shutoff' else None
             tip = tree.snapshots.get(target.tip)
             if target.disks:
                 target.activating = dict(target.disks)
             elif tip is not None:
-                self._check_intact(tip, with_ram=True)
-                target.activating = self._overlay_paths(tip)
+                check_intact(self.m, tip, with_ram=True)
+                target.activating = overlay_paths(self.m, tip)
             else:
-                raise NovaError("branch '%s' has no snapshot to start from" % name)
-            self.store.save(tree)
-        crash_point('switch-planned')
+                raise Refused("branch '%s' has no snapshot to start from" % name)
+            self.m.store.save(tree)
+        crash_point(SWITCH_PLANNED)
 
         if not self._runs_on(target.activating):
             # 2. Put the branch being left to rest: its RAM to a file (the VM stops), or just stop.
-            if self.domain.is_active:
+            if self.m.domain.is_active:
                 if leaving.memory_file:
-                    self.store.make_dir(os.path.dirname(leaving.memory_file))
-                    self.domain.save(leaving.memory_file)
+                    self.m.store.make_dir(os.path.dirname(leaving.memory_file))
+                    self.m.domain.save(leaving.memory_file)
                     os.chmod(leaving.memory_file, 0o600)
                 else:
-                    self.domain.destroy()
-            crash_point('switch-left')
+                    self.m.domain.destroy()
+            crash_point(SWITCH_LEFT)
             # 3. Bring the target up: resumed as it was left, or new on its base snapshot.
-            persistent = DomainXML(self.domain.xml(inactive=True))
+            persistent = DomainXML(self.m.domain.xml(inactive=True))
             if target.disks:
                 for dev, path in target.disks.items():
                     persistent.disk(dev).point_at(path)
-                self.hypervisor.define(persistent.to_string())
-                self._bring_up(target.disks, target.memory_file, target.vm_state or 'shutoff')
+                self.m.hypervisor.define(persistent.to_string())
+                bring_up(self.m, target.disks, target.memory_file, target.vm_state or 'shutoff')
             else:
                 tip = tree.snapshots[target.tip]
-                self._new_overlays(tip, persistent, target.activating)
-                self.hypervisor.define(persistent.to_string())
+                new_overlays(self.m, tip, persistent, target.activating)
+                self.m.hypervisor.define(persistent.to_string())
                 with_ram = tip.memory_file and tip.vm_state in ('running', 'paused')
-                self._bring_up(target.activating, tip.memory_file, tip.vm_state if with_ram else 'shutoff')
-            crash_point('switch-up')
+                bring_up(self.m, target.activating, tip.memory_file, tip.vm_state if with_ram else 'shutoff')
+            crash_point(SWITCH_UP)
 
         # 4. The target is the VM's line now; its saved RAM is spent.
         if target.memory_file and os.path.exists(target.memory_file):
@@ -184,14 +201,14 @@ class TreeManager(SnapshotManager):
         tree.active_branch = name
         tree.current = target.tip
         tree.last_revert = None
-        self.store.save(tree)
+        self.m.store.save(tree)
         if target.tip in tree.snapshots:
-            self._mark_current_in_libvirt(tree, tree.snapshots[target.tip])
-        self._gc(tree)
+            mark_current_in_libvirt(self.m, tree, tree.snapshots[target.tip])
+        collect_garbage(self.m, tree)
 
     def _runs_on(self, disks):
         """Whether the defined VM already uses exactly these images (a switch got that far)."""
-        persistent = DomainXML(self.domain.xml(inactive=True))
+        persistent = DomainXML(self.m.domain.xml(inactive=True))
         for dev, path in disks.items():
             disk = persistent.disk(dev)
             if disk is None or not disk.source_file or real(disk.source_file) != real(path):
@@ -204,17 +221,17 @@ class TreeManager(SnapshotManager):
         if branch is None:
             return Plan(False)
         if name == tree.active_branch:
-            raise NovaError("branch '%s' is the active branch of domain '%s'; switch to another branch first"
-                            % (name, self.domain.name))
+            raise Refused("branch '%s' is the active branch of domain '%s'; switch to another branch first"
+                          % (name, self.m.domain.name))
         files = sorted(branch.disks.values()) + ([branch.memory_file] if branch.memory_file else [])
-        actions = ['delete branch %s of %s%s' % (name, self.domain.name, ' and ' + ', '.join(files) if files else '')]
+        actions = ['delete branch %s of %s%s' % (name, self.m.domain.name, ' and ' + ', '.join(files) if files else '')]
 
         def apply():
             del tree.branches[name]
-            self.store.save(tree)
+            self.m.store.save(tree)
             if branch.memory_file and os.path.exists(branch.memory_file):
                 os.unlink(branch.memory_file)
-            self._gc(tree)
+            collect_garbage(self.m, tree)
         return Plan(True, actions, before=dict(branch=name), after={}, apply=apply)
 
     # -- merged -------------------------------------------------------------------------------
@@ -229,27 +246,27 @@ class TreeManager(SnapshotManager):
                         extra=dict(conflicts=[]))
         ancestor = tree.snapshots.get(tree.common_ancestor(source_tip.id, target_tip.id))
         if ancestor is None:
-            raise NovaError("'%s' and '%s' share no snapshot; there is nothing to merge against" % (source, target))
+            raise Refused("'%s' and '%s' share no snapshot; there is nothing to merge against" % (source, target))
         active = target == (tree.active_branch or DEFAULT_BRANCH)
-        if active and self.domain.state != 'shutoff':
-            raise NovaError("merging into the active branch '%s' needs the VM shut off (its overlays are rebased); "
-                            "domain '%s' is %s" % (target, self.domain.name, self.domain.state))
-        m = _Merging(source_tip, target_tip, ancestor, target_branch, active)
+        if active and self.m.domain.state != 'shutoff':
+            raise Refused("merging into the active branch '%s' needs the VM shut off (its overlays are rebased); "
+                          "domain '%s' is %s" % (target, self.m.domain.name, self.m.domain.state))
+        mg = _Merging(source_tip, target_tip, ancestor, target_branch, active)
         before = dict(target=target, head=target_tip.name)
         if ancestor.id == target_tip.id:
             actions = ['fast-forward %s from %s to %s' % (target, target_tip.name, source_tip.name)]
             return Plan(True, actions, before=before, after=dict(target=target, head=source_tip.name),
-                        apply=lambda: self._fast_forward(tree, target, m), extra=dict(conflicts=[]))
+                        apply=lambda: self._fast_forward(tree, target, mg), extra=dict(conflicts=[]))
         name = result_name or 'merge-%s-into-%s' % (source, target)
         validate_name(name)
         if tree.by_name(name) is not None:
-            raise NovaError("a snapshot named '%s' already exists; give the merge result another result_name" % name)
+            raise Conflict("a snapshot named '%s' already exists; give the merge result another result_name" % name)
         plans, conflicts = {}, []
         for disk in target_tip.disk_files:
             theirs, base = source_tip.disk(disk.device), ancestor.disk(disk.device)
             if theirs is None or base is None:
                 continue
-            plans[disk.device] = merge_plan(self.qemu_img, base.file_path, theirs.file_path, disk.file_path,
+            plans[disk.device] = merge_plan(self.m.qemu_img, base.file_path, theirs.file_path, disk.file_path,
                                             conflict, device=disk.device)
             conflicts += ['%s: bytes %d-%d changed on both sides' % (disk.device, off, off + length - 1)
                           for off, length in plans[disk.device].conflicts]
@@ -257,7 +274,7 @@ class TreeManager(SnapshotManager):
                    % (source_tip.name, target, ancestor.name,
                       ', '.join('%s: %d ranges from the source' % (d, len(p.copy)) for d, p in sorted(plans.items())), name)]
         return Plan(True, actions, before=before, after=dict(target=target, head=name),
-                    apply=lambda: self._three_way(tree, target, name, m, plans), extra=dict(conflicts=conflicts))
+                    apply=lambda: self._three_way(tree, target, name, mg, plans), extra=dict(conflicts=conflicts))
 
     def _tip_of(self, tree, name, what):
         branch = tree.branches.get(name)
@@ -268,9 +285,9 @@ class TreeManager(SnapshotManager):
         else:
             tip = tree.by_name(name)
             if tip is None:
-                raise NovaError("domain '%s' has no branch or snapshot named '%s' (%s)" % (self.domain.name, name, what))
+                raise NotFound("domain '%s' has no branch or snapshot named '%s' (%s)" % (self.m.domain.name, name, what))
         if tip is None:
-            raise NovaError("%s '%s' has no snapshot yet" % (what, name))
+            raise Refused("%s '%s' has no snapshot yet" % (what, name))
         return tip
 
     def _ancestry(self, tree, snap_id):
@@ -294,49 +311,49 @@ class TreeManager(SnapshotManager):
     def _carry_over(self, tree, branch, active, new_tip):
         """Put the branch's own uncommitted writes on top of its new tip (header-only rebase)."""
         if active:
-            disks = dict((d.target, d.source_file) for d in DomainXML(self.domain.xml(inactive=True)).disks if d.writable)
+            disks = dict((d.target, d.source_file) for d in DomainXML(self.m.domain.xml(inactive=True)).disks if d.writable)
         else:
             disks = dict(branch.disks)
         for d in new_tip.disk_files:
             overlay = disks.get(d.device)
-            if overlay and self.store.owns(overlay) and os.path.exists(overlay):
-                self.qemu_img.rebase(overlay, d.file_path, d.format, unsafe=True)
+            if overlay and self.m.store.owns(overlay) and os.path.exists(overlay):
+                self.m.qemu_img.rebase(overlay, d.file_path, d.format, unsafe=True)
 
-    def _fast_forward(self, tree, target, m):
-        branch = self._ensure_branch(tree, target, m.target_tip)
-        self._carry_over(tree, branch, m.active, m.source_tip)
-        branch.head = m.source_tip.id
-        if m.active:
-            tree.current = m.source_tip.id
-            self._mark_current_in_libvirt(tree, m.source_tip)
-        self.store.save(tree)
-        self._gc(tree)
+    def _fast_forward(self, tree, target, mg):
+        branch = self._ensure_branch(tree, target, mg.target_tip)
+        self._carry_over(tree, branch, mg.active, mg.source_tip)
+        branch.head = mg.source_tip.id
+        if mg.active:
+            tree.current = mg.source_tip.id
+            mark_current_in_libvirt(self.m, tree, mg.source_tip)
+        self.m.store.save(tree)
+        collect_garbage(self.m, tree)
 
-    def _three_way(self, tree, target, name, m, plans):
-        branch = self._ensure_branch(tree, target, m.target_tip)
+    def _three_way(self, tree, target, name, mg, plans):
+        branch = self._ensure_branch(tree, target, mg.target_tip)
         snap_id = new_id()
-        self.store.make_dir(self.store.snapshot_dir(snap_id))
+        self.m.store.make_dir(self.m.store.snapshot_dir(snap_id))
         disks = []
-        for disk in m.target_tip.disk_files:
-            path = self.store.overlay_path(snap_id, disk.device)
-            self.qemu_img.create_overlay(path, disk.file_path, disk.format)
+        for disk in mg.target_tip.disk_files:
+            path = self.m.store.overlay_path(snap_id, disk.device)
+            self.m.qemu_img.create_overlay(path, disk.file_path, disk.format)
             os.chmod(path, 0o600)
             if disk.device in plans:
-                apply_merge(self.qemu_img, m.source_tip.disk(disk.device).file_path, path, plans[disk.device].copy)
+                apply_merge(self.m.qemu_img, mg.source_tip.disk(disk.device).file_path, path, plans[disk.device].copy)
             disks.append(SnapshotDisk(disk.device, path, 'qcow2', disk.file_path))
-        crash_point('merge-written')
-        snap = VmSnapshot(snap_id, self.domain.name, name, 'disk_only', int(time.time()), 'shutoff', disks,
-                          description='merge of %s into %s' % (m.source_tip.name, target),
-                          parent_snapshot=m.target_tip.id, merge_parents=[m.source_tip.id])
-        self.store.save_snapshot_xml(snap_id, self._snapshot_xml(snap, m.target_tip.name))
-        tree.add(snap, make_current=m.active)
-        self._carry_over(tree, branch, m.active, snap)
+        crash_point(MERGE_WRITTEN)
+        snap = VmSnapshot(snap_id, self.m.domain.name, name, 'disk_only', int(time.time()), 'shutoff', disks,
+                          description='merge of %s into %s' % (mg.source_tip.name, target),
+                          parent_snapshot=mg.target_tip.id, merge_parents=[mg.source_tip.id])
+        self.m.store.save_snapshot_xml(snap_id, self._snapshot_xml(snap, mg.target_tip.name))
+        tree.add(snap, make_current=mg.active)
+        self._carry_over(tree, branch, mg.active, snap)
         branch.head = snap_id
-        self.store.save(tree)
-        crash_point('merge-recorded')
+        self.m.store.save(tree)
+        crash_point(MERGE_RECORDED)
         # libvirt learns of it last: a run that dies before this redefines it from the store.
-        self.domain.redefine_snapshot(self.store.snapshot_xml(snap_id), current=m.active)
-        self._gc(tree)
+        self.m.domain.redefine_snapshot(self.m.store.snapshot_xml(snap_id), current=mg.active)
+        collect_garbage(self.m, tree)
 
     def _snapshot_xml(self, snap, parent_name):
         """libvirt's record of a snapshot the collection made itself (a merge result)."""
@@ -344,13 +361,9 @@ class TreeManager(SnapshotManager):
         sx.name, sx.description, sx.state, sx.creation_time = snap.name, snap.description, snap.vm_state, snap.creation_time
         sx.parent = parent_name
         sx.memory_mode = 'no'
-        node = sx.root.makeelement('disks')
-        sx.root.append(node)
         for d in snap.disk_files:
-            el = node.makeelement('disk', name=d.device, snapshot='external')
-            el.append(el.makeelement('source', file=d.file_path))
-            node.append(el)
-        sx.root.append(DomainXML(self.domain.xml(inactive=True)).root)
+            sx.add_disk(d.device, 'external', source_file=d.file_path)
+        sx.root.append(DomainXML(self.m.domain.xml(inactive=True)).root)
         return sx.to_string()
 
     # -- the whole tree, as modules return it -------------------------------------------------

@@ -17,9 +17,9 @@ __metaclass__ = type
 import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, NovaError, Refused
 
-# The seed's own words, so users searching for them find this.
+# The nova CLI's own words, so users searching for them find this.
 LENGTH_WARNING = 'Snapshot chain length exceeds recommended limit'
 
 
@@ -85,7 +85,7 @@ def check_chain(view, qemu_img, disk, top, max_length, live_files=None):
                 return found
         path = info.backing_file
         if len(seen) > 1000:
-            raise NovaError('the chain of %s loops' % top)
+            raise Failed('the chain of %s loops' % top)
     if live_files is not None and [real(f) for f in live_files] != [real(f) for f in seen]:
         found.append(problem(disk, top, 'error', "libvirt's XML shows the chain %s, the image headers say %s"
                              % (' <- '.join(live_files), ' <- '.join(seen)),
@@ -111,12 +111,62 @@ def _qcow2_check(qemu_img, disk, path):
     return found
 
 
-def live_chain(disk_xml):
-    """The chain libvirt shows for a running domain's disk: [active, backing, ...]."""
-    files = [disk_xml.source_file]
-    node = disk_xml.root.find('backingStore')
-    while node is not None and node.find('source') is not None:
-        src = node.find('source')
-        files.append(src.get('file') or src.get('dev'))
-        node = node.find('backingStore')
-    return files
+def chain_details(view, path):
+    """Each image of the chain under `path` as qemu-img reports it (through the operation's view)."""
+    out = []
+    for image in view.chain(path):
+        info = view.info(image)
+        out.append(dict(file=info.filename, format=info.format, virtual_size=info.virtual_size,
+                        actual_size=info.actual_size, backing_file=info.backing_file,
+                        internal_snapshots=info.snapshots))
+    return out
+
+
+def describe_disks(manager, tree, disks=None, broken_ok=False):
+    """{target: describe_chain} for the selected disks; with broken_ok, a chain that cannot be read
+    is empty (validation lists why)."""
+    snapshot_of = dict((real(d.file_path), s.name) for s in tree.snapshots.values() for d in s.disk_files)
+    dom = manager.domain_xml()
+    targets = manager.target_disks(dom, disks)
+    out = {}
+    for disk in [d for d in dom.disks if d.target in targets]:
+        try:
+            out[disk.target] = describe_chain(manager.view, manager.qemu_img, disk.source_file, snapshot_of)
+        except NovaError:
+            if not broken_ok:
+                raise
+            out[disk.target] = dict(chain=[], length=0, overhead_percent=0.0)
+    return out
+
+
+def validate(manager, tree, disks=None, max_length=10):
+    """Every problem of the selected disks' chains, and of snapshots whose images are gone."""
+    dom = manager.domain_xml()
+    targets = manager.target_disks(dom, disks)
+    found = []
+    for disk in [d for d in dom.disks if d.target in targets]:
+        live = disk.live_chain() if manager.domain.is_active else None
+        found += check_chain(manager.view, manager.qemu_img, disk.target, disk.source_file, max_length, live)
+    for snap in tree.ordered():
+        for d in snap.disk_files:
+            if snap.has_overlays and not os.path.exists(d.file_path):
+                found.append(problem(d.device, d.file_path, 'error',
+                                     "snapshot '%s' cannot be reverted: its image %s is missing" % (snap.name, d.file_path),
+                                     'delete the snapshot (nova_snapshot state=absent) or restore the file'))
+    return found
+
+
+def chain_report(manager, disks=None, validate_chains=False, max_length=10, warn=None):
+    """nova_chain's reported/validated result; validation errors fail the task with the whole report."""
+    tree = manager.load(write=False)[0]
+    problems = validate(manager, tree, disks, max_length) if validate_chains else []
+    described = describe_disks(manager, tree, disks, broken_ok=validate_chains)
+    for w in [x for x in problems if x['severity'] == 'warning']:
+        if warn:
+            warn('%s: %s (fix: %s)' % (w['disk'], w['problem'], w['fix']))
+    errors = [x for x in problems if x['severity'] == 'error']
+    if errors:
+        raise Refused('%d problem(s) in the chains of %s: %s' % (
+            len(errors), manager.domain.name, '; '.join('%s (fix: %s)' % (e['problem'], e['fix']) for e in errors)),
+            problems=problems, disks=described)
+    return dict(changed=False, disks=described, problems=problems, space_saved=0)

@@ -31,12 +31,15 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._chain_health import describe_chain
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._chain_health import describe_chain, describe_disks
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._optimize import plan_optimize
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import needed_files, real
-from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import crash_point
+from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import CONSOLIDATE_MERGED, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import OVERLAY_RESERVE, Plan, disk_usage, free_bytes
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, NovaError, Refused
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, disk_usage, free_bytes, require_free
+from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._tiers import move_layer, plan_moves
 
 METHODS = ('commit', 'pull', 'auto')
@@ -139,11 +142,11 @@ class ChainContext(object):
 def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=80, method='auto'):
     """A Plan that shortens the chains of `disks` (default: every writable disk)."""
     if method not in METHODS:
-        raise NovaError('method must be one of %s, not %r' % (', '.join(METHODS), method))
+        raise Refused('method must be one of %s, not %r' % (', '.join(METHODS), method))
     if max_chain_length < 1:
-        raise NovaError('max_chain_length must be at least 1, not %d' % max_chain_length)
+        raise Refused('max_chain_length must be at least 1, not %d' % max_chain_length)
     if threshold < 0:
-        raise NovaError('consolidate_threshold must not be negative, not %s' % threshold)
+        raise Refused('consolidate_threshold must not be negative, not %s' % threshold)
     m = manager
     running = m.domain.is_active
     dom = m.domain_xml()
@@ -190,7 +193,7 @@ def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=8
         used_before = _usage(files)
         for op in ops:
             _apply(m, tree, op, running)
-        m._gc(tree)
+        collect_garbage(m, tree)
         needed_now = needed_files(m.view, m.all_tops(tree))
         extra['space_saved'] = used_before - _usage(files | needed_now)
         extra['left_behind'] = sorted(f for f in files if os.path.exists(f) and not m.store.owns(f)
@@ -259,9 +262,7 @@ def _check_space(m, ops):
         if free >= sum(m.view.info(p).actual_size or 0 for p in copied) + reserve:
             continue
         wanted = sum(m.qemu_img.measure_layer(p) for p in copied) + reserve
-        if free < wanted:
-            raise NovaError('not enough free space in %s to consolidate: %d MiB needed, %d MiB free; nothing was changed'
-                            % (directory, wanted // 2 ** 20, free // 2 ** 20))
+        require_free(directory, wanted, 'consolidating')
 
 
 def _usage(files):
@@ -275,19 +276,19 @@ def _apply(m, tree, op, running):
         top = op.top if isinstance(op, Shorten) else op.upper
         base = op.base if isinstance(op, Shorten) else op.below
         if running:
-            m.domain.block_pull(device, base, m.job_timeout)
+            m.domain.block(device, m.job_timeout).pull(base)
         else:
             fmt = m.view.info(base).format if base else None
             m.qemu_img.rebase(top, base, fmt)
         m.view.invalidate()
-        crash_point('consolidate-merged')
+        crash_point(CONSOLIDATE_MERGED)
         return
     target = op.run[-1]
     if running and op.upper_is_top:
-        m.domain.block_commit_active(device, target, m.job_timeout)
+        m.domain.block(device, m.job_timeout).commit_active(target)
         _repoint_definition(m, device, op.upper, target)
     elif running:
-        m.domain.block_commit(device, op.upper, target, m.job_timeout)
+        m.domain.block(device, m.job_timeout).commit(op.upper, target)
     else:
         m.qemu_img.commit(op.upper, target)
         if op.upper_is_top:
@@ -296,13 +297,9 @@ def _apply(m, tree, op, running):
             for above in m.view.chain(_vm_top(m, device)):
                 if real(m.view.backing(above) or '') == real(op.upper):
                     m.qemu_img.rebase(above, target, m.view.info(target).format, unsafe=True)
-    crash_point('consolidate-merged')
+    crash_point(CONSOLIDATE_MERGED)
     # restore points that named the replaced image now name the image that took its place
-    for snap in tree.snapshots.values():
-        d = snap.disk(device)
-        if d and real(d.file_path) == real(op.upper):
-            d.file_path = target
-            d.backing_file = m.view.backing(target) if os.path.exists(target) else d.backing_file
+    tree.repoint_image(op.upper, target, new_backing=m.view.backing(target) if os.path.exists(target) else None, key=real)
     m.store.save(tree)
     m.view.invalidate()
 
@@ -329,14 +326,14 @@ def settle_block_jobs(manager, disks, check_mode):
         return []
     dom = manager.domain_xml()
     targets = manager.target_disks(dom, disks)
-    busy = sorted(d for d in targets if manager.domain.block_job(d))
+    busy = sorted(d for d in targets if manager.domain.block(d, manager.job_timeout).job())
     if busy and check_mode:
-        raise NovaError('a block job left by an interrupted run is still on %s of %s; run without check mode to settle it'
-                        % (', '.join(busy), manager.domain.name))
+        raise Conflict('a block job left by an interrupted run is still on %s of %s; run without check mode to settle it'
+                       % (', '.join(busy), manager.domain.name))
     if busy:
         with manager.store.lock():
             for disk in busy:
-                manager.domain.settle_block_job(disk, manager.job_timeout)
+                manager.domain.block(disk, manager.job_timeout).settle()
     return busy
 
 
@@ -357,7 +354,25 @@ def plan_chains(manager, tree, disks=None, max_chain_length=10, threshold=80, me
             merge()
         for path, tier, _why in plan_moves(manager, tree, active_storage, archive_storage)[0]:
             plan.extra['moved'].append(dict(file=path, to=move_layer(manager, tree, path, tier)))
-        manager._gc(tree)
+        collect_garbage(manager, tree)
     plan.changed = plan.changed or bool(moves)
     plan.apply = apply
     return plan
+
+
+def chain_change(manager, check_mode, state, disks=None, max_chain_length=10, threshold=80, method='auto',
+                 active_storage=None, archive_storage=None, compression='none', sparsify=True):
+    """nova_chain's consolidated/optimized task: planned, applied unless in check mode, then reported."""
+    if state == 'optimized':
+        result = manager.run(check_mode, lambda tree: plan_optimize(manager, tree, disks, compression, sparsify))
+    else:
+        settle_block_jobs(manager, disks, check_mode)
+        result = manager.run(check_mode, lambda tree: plan_chains(
+            manager, tree, disks, max_chain_length, threshold, method, active_storage, archive_storage))
+    result.pop('snapshot', None)
+    result.pop('adopted', None)
+    result.setdefault('space_saved', 0)
+    manager.view.invalidate()
+    result['disks'] = describe_disks(manager, manager.load(write=False)[0], disks)
+    result['problems'] = []
+    return result

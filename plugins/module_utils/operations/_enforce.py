@@ -20,7 +20,7 @@ __metaclass__ = type
 import fnmatch
 
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._consolidate import plan_consolidate
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, NovaError
 from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import (
     CATEGORY,
     TAG_POLICY,
@@ -33,6 +33,8 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._policy impor
     render_name,
 )
 from ansible_collections.nova.snapshots.plugins.module_utils.model._retention import Record, plan_retention
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._delete import plan_delete
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
 
 
@@ -142,8 +144,8 @@ class Enforcer(object):
                 tags = policy_tags(policy['name'], [p for p, _s in periods], [c for c, _w in conditions], self.epoch)
                 plan.take = dict(name=name, purposes=purposes, reason=reason, tags=tags)
                 # the engine's own checks (name clash, mixing internal and external, space) before anything changes
-                manager.plan_create(tree, name, policy['snapshot_type'], tags=tags, category=CATEGORY,
-                                    description=self._description(policy, purposes))
+                plan_create(manager, tree, name, policy['snapshot_type'], tags=tags, category=CATEGORY,
+                            description=self._description(policy, purposes))
                 new = [Record(name, self.epoch, [p for p, _s in periods], owned=True)]
                 plan.dequeue = plan.dequeue or queued is not None
         plan.retention = plan_retention(records + new, policy['retain'], self.epoch)
@@ -161,8 +163,8 @@ class Enforcer(object):
         if plan.take:
             take = plan.take
             if not self.check_mode:
-                done = manager.run(False, lambda tree: manager.plan_create(
-                    tree, take['name'], policy['snapshot_type'], tags=take['tags'], category=CATEGORY,
+                done = manager.run(False, lambda tree: plan_create(
+                    manager, tree, take['name'], policy['snapshot_type'], tags=take['tags'], category=CATEGORY,
                     description=self._description(policy, take['purposes'])))
                 changed = changed or done['changed']
             else:
@@ -173,7 +175,7 @@ class Enforcer(object):
             result['skipped'].append(dict(domain=domain, policy=policy['name'], reason=plan.skipped))
         for rec, rule in plan.retention.prune:
             if not self.check_mode:
-                manager.run(False, lambda tree, name=rec.key: manager.plan_delete(tree, name, children='keep'))
+                manager.run(False, lambda tree, name=rec.key: plan_delete(manager, tree, name, children='keep'))
             changed = True
             result['pruned'].append(dict(domain=domain, policy=policy['name'], name=rec.key, rule=rule))
         for rec, rules in plan.retention.keep:
@@ -220,5 +222,5 @@ class Enforcer(object):
                 self.policies.dequeue(domain)
         result['dequeued'] = queues
         if failures:
-            raise NovaError('%d of the policy runs failed: %s' % (len(failures), ' | '.join(failures)), **result)
+            raise Failed('%d of the policy runs failed: %s' % (len(failures), ' | '.join(failures)), **result)
         return result

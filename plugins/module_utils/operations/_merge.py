@@ -22,14 +22,14 @@ import os
 import shutil
 import tempfile
 
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, Failed, Refused
 
 POLICIES = ('fail', 'source', 'target')
 DEFAULT_GRANULARITY = 65536             # qcow2's default cluster size
 COMPARE_CHUNK = 16 * 1024 * 1024        # bytes extracted per side at a time when comparing
 
 
-class MergeConflict(NovaError):
+class MergeConflict(Conflict):
     """Both sides changed the same bytes differently and the policy is `fail`."""
 
     def __init__(self, device, conflicts):
@@ -132,8 +132,8 @@ def _side(qemu_img, top, ancestor, fmt):
     want = os.path.realpath(ancestor)
     depths = [i for i, path in enumerate(paths) if path and os.path.realpath(path) == want]
     if not depths:
-        raise NovaError('%s is not in the backing chain of %s (%s)' % (ancestor, top, ' <- '.join(str(p) for p in paths)),
-                        image=top, ancestor=ancestor, chain=paths)
+        raise Refused('%s is not in the backing chain of %s (%s)' % (ancestor, top, ' <- '.join(str(p) for p in paths)),
+                      image=top, ancestor=ancestor, chain=paths)
     depth = depths[0]
     if depth == 0:
         return [], chain, depth
@@ -160,7 +160,7 @@ def _granularity(layers):
 def _read_exactly(handle, length):
     data = handle.read(length)
     if len(data) != length:
-        raise NovaError('short read from %s: %d of %d bytes' % (handle.name, len(data), length))
+        raise Failed('short read from %s: %d of %d bytes' % (handle.name, len(data), length))
     return data
 
 
@@ -198,14 +198,14 @@ def plan_merge(qemu_img, ancestor, source, target, policy='fail', device=None, f
     is not in both chains or the two disks differ in size.
     """
     if policy not in POLICIES:
-        raise NovaError('unknown merge policy %r (expected one of %s)' % (policy, ', '.join(POLICIES)))
+        raise Refused('unknown merge policy %r (expected one of %s)' % (policy, ', '.join(POLICIES)))
     src_spans, src_chain, src_depth = _side(qemu_img, source, ancestor, fmt)
     tgt_spans, tgt_chain, tgt_depth = _side(qemu_img, target, ancestor, fmt)
     src_size, tgt_size = src_chain[0].virtual_size, tgt_chain[0].virtual_size
     if src_size != tgt_size:
-        raise NovaError('%scannot merge disks of different sizes: source %s is %s bytes, target %s is %s bytes'
-                        % ('%s: ' % device if device else '', source, src_size, target, tgt_size),
-                        device=device, source=source, target=target)
+        raise Refused('%scannot merge disks of different sizes: source %s is %s bytes, target %s is %s bytes'
+                      % ('%s: ' % device if device else '', source, src_size, target, tgt_size),
+                      device=device, source=source, target=target)
     granularity = _granularity(src_chain[:src_depth] + tgt_chain[:tgt_depth])
     identical, conflicts = _compare(qemu_img, source, target, fmt, _intersect(src_spans, tgt_spans), granularity, tmpdir)
     if conflicts and policy == 'fail':
@@ -228,8 +228,8 @@ def apply_merge(qemu_img, source, result, ranges, fmt='qcow2', result_fmt='qcow2
         return 0
     src_size, res_size = qemu_img.info(source, fmt).virtual_size, qemu_img.info(result, result_fmt).virtual_size
     if src_size != res_size or spans[-1][1] > res_size:
-        raise NovaError('cannot merge %s (%s bytes) into %s (%s bytes)' % (source, src_size, result, res_size),
-                        source=source, result=result)
+        raise Refused('cannot merge %s (%s bytes) into %s (%s bytes)' % (source, src_size, result, res_size),
+                      source=source, result=result)
     for start, end in spans:
         qemu_img.copy_bytes(source, fmt, result, result_fmt, start, end - start)
     return sum(end - start for start, end in spans)

@@ -19,27 +19,14 @@ the same settings does nothing, and check mode knows that without rewriting anyt
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import json
 import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import needed_files, real
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import OVERLAY_RESERVE, Plan, disk_usage, free_bytes
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import atomic_write
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, Refused
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, disk_usage, install, require_free
+from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
 
 COMPRESSIONS = ('zstd', 'zlib', 'none')
-
-
-def _record_path(store):
-    return os.path.join(store.root, 'optimized.json')
-
-
-def _load(store):
-    try:
-        with open(_record_path(store)) as f:
-            return json.load(f)
-    except (IOError, OSError, ValueError):
-        return {}
 
 
 def _stamp(path):
@@ -49,12 +36,12 @@ def _stamp(path):
 
 def plan_optimize(manager, tree, disks=None, compression='none', sparsify=True):
     if compression not in COMPRESSIONS:
-        raise NovaError('compression must be one of %s, not %r' % (', '.join(COMPRESSIONS), compression))
+        raise Refused('compression must be one of %s, not %r' % (', '.join(COMPRESSIONS), compression))
     if compression == 'none' and not sparsify:
-        raise NovaError('nothing to optimize: set compression (zstd or zlib) or sparsify')
+        raise Refused('nothing to optimize: set compression (zstd or zlib) or sparsify')
     m = manager
     settings = dict(compression=compression, sparsify=bool(sparsify))
-    done = _load(m.store)
+    done = m.store.optimized()
     dom = m.domain_xml()
     targets = m.target_disks(dom, disks)
     in_use = m.open_images()
@@ -87,13 +74,13 @@ def plan_optimize(manager, tree, disks=None, compression='none', sparsify=True):
     extra = dict(optimized=[], skipped=skipped, space_saved=0)
 
     def apply():
-        record = _load(m.store)
+        record = m.store.optimized()
         for path in layers:
             saved = _rewrite(m, path, compression if compression != 'none' else None)
             extra['optimized'].append(dict(file=path, saved=saved))
             extra['space_saved'] += saved
             record[path] = dict(stamp=_stamp(path), settings=settings)
-            atomic_write(_record_path(m.store), json.dumps(record, indent=1, sort_keys=True))
+            m.store.save_optimized(record)
         m.view.invalidate()
         return None
     return Plan(bool(layers), actions, before=dict(layers=layers), after=dict(settings=settings),
@@ -104,16 +91,14 @@ def _rewrite(m, path, compression):
     """Rewrite one layer in place, safely; the bytes it saved (0 when the new file is not smaller)."""
     info = m.view.info(path)
     need = m.qemu_img.measure_layer(path) + OVERLAY_RESERVE
-    if free_bytes(os.path.dirname(path)) < need:
-        raise NovaError('not enough free space next to %s to rewrite it (%d MiB needed); nothing was changed'
-                        % (path, need // 2 ** 20))
+    require_free(os.path.dirname(path), need, 'rewriting %s' % path)
     tmp = path + '.nova-rewrite'
     if os.path.exists(tmp):
         os.unlink(tmp)      # left by an interrupted run
     try:
         m.qemu_img.rewrite_layer(path, tmp, info.backing_file, info.backing_format, compression)
         if not m.qemu_img.compare(path, tmp):
-            raise NovaError('the rewritten copy of %s differs from it; the original was kept' % path)
+            raise Failed('the rewritten copy of %s differs from it; the original was kept' % path)
         old, new = disk_usage(path) or 0, disk_usage(tmp) or 0
         if new >= old:
             os.unlink(tmp)
@@ -121,9 +106,7 @@ def _rewrite(m, path, compression):
         st = os.stat(path)
         os.chown(tmp, st.st_uid, st.st_gid)
         os.chmod(tmp, st.st_mode & 0o7777)
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
+        install(tmp, path)
         return old - new
     finally:
         if os.path.exists(tmp):

@@ -19,8 +19,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import needed_files, real
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import OVERLAY_RESERVE, disk_usage, free_bytes
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, disk_usage, install, require_free
 
 
 def _under(path, directory):
@@ -62,34 +61,16 @@ def move_layer(manager, tree, path, tier_root):
     dest_dir = m.store.tier_dir(tier_root)
     dest = os.path.join(dest_dir, new_name(m.store, path))
     size = disk_usage(path) or 0
-    if free_bytes(dest_dir) < size + OVERLAY_RESERVE:
-        raise NovaError('not enough free space in %s to move %s there (%d MiB needed); nothing was changed'
-                        % (dest_dir, path, size // 2 ** 20))
+    require_free(dest_dir, size + OVERLAY_RESERVE, 'moving %s there' % path)
     tmp = dest + '.nova-move'
-    rc, out, err = m.qemu_img._run_command(['cp', '--sparse=always', '--preserve=mode,ownership', path, tmp])
-    if rc != 0:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise NovaError('copying %s to %s failed: %s' % (path, tmp, (err or out).strip()))
-    with open(tmp, 'rb') as f:
-        os.fsync(f.fileno())
-    os.rename(tmp, dest)
+    m.qemu_img.copy_sparse(path, tmp)
+    install(tmp, dest)
     fmt = m.view.info(path).format
     for top in m.all_tops(tree):
         for image in m.view.chain(top):
             if real(m.view.backing(image) or '') == real(path):
                 m.qemu_img.rebase(image, dest, fmt, unsafe=True)
-    for snap in tree.snapshots.values():
-        for d in snap.disk_files:
-            if real(d.file_path) == real(path):
-                d.file_path = dest
-            if d.backing_file and real(d.backing_file) == real(path):
-                d.backing_file = dest
-    for branch in tree.branches.values():
-        for table in (branch.disks, branch.activating):
-            for dev, p in list(table.items()):
-                if real(p) == real(path):
-                    table[dev] = dest
+    tree.repoint_image(path, dest, key=real)
     m.store.save(tree)
     m.view.invalidate()
     os.unlink(path)

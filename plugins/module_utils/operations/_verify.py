@@ -27,10 +27,9 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum 
     file_digest,
     file_digests,
     file_facts,
-    fsync_dir,
     save_header,
-    sparse_copy,
 )
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import fsync_dir, install, replace_file
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import crash_point
@@ -41,6 +40,11 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._verify_repor
     checksum_verdict,
     longest_chain,
 )
+
+# crash points of the repairs (model/_crash.py; the integration tests kill the module there)
+LEAKS_COPIED = 'verify-leaks-copied'          # the leak-repaired copy proven equal, not yet renamed over the image
+MOVED_REBASED = 'verify-moved-rebased'        # the images above a moved file repointed, the records not yet
+RECREATE_FILES = 'verify-recreate-files'      # a recreated snapshot's new files in place, the store not switched yet
 
 FIX_RESTORE = ('restore the file from a verified copy; for a snapshot without children, '
                'state=repaired with recreate=from_parent replaces it by its parent\'s state')
@@ -444,7 +448,7 @@ class Repairer(object):
         if os.path.exists(copy):
             os.unlink(copy)           # left by a run that was killed: start over
         try:
-            sparse_copy(path, copy)
+            self.m.qemu_img.copy_sparse(path, copy)
             self.m.qemu_img.run('check', '-q', '-r', 'leaks', '-f', 'qcow2', copy)
             res = self.m.qemu_img.check(copy, 'qcow2')
             if res.get('leaks') or res.get('corruptions'):
@@ -453,9 +457,8 @@ class Repairer(object):
             if not self.m.qemu_img.compare(path, copy):
                 raise NovaError('the leak-repaired copy of %s differs from it (qemu-img compare); %s was not changed'
                                 % (path, path))
-            crash_point('verify-leaks-copied')
-            os.rename(copy, path)
-            fsync_dir(os.path.dirname(path))
+            crash_point(LEAKS_COPIED)
+            install(copy, path)
         finally:
             if os.path.exists(copy):
                 os.unlink(copy)
@@ -521,7 +524,7 @@ class Repairer(object):
                     fmt = d.format
         for upper in uppers:
             self.m.qemu_img.rebase(upper, found, fmt, unsafe=True)
-        crash_point('verify-moved-rebased')
+        crash_point(MOVED_REBASED)
         for s in tree.snapshots.values():
             for d in s.disk_files:
                 if d.file_path == missing:
@@ -640,11 +643,11 @@ class Repairer(object):
             partial = memory + '.partial'
             if os.path.exists(partial):
                 os.unlink(partial)
-            sparse_copy(parent.memory_file, partial)
+            self.m.qemu_img.copy_sparse(parent.memory_file, partial)
             os.chmod(partial, 0o600)
-            os.rename(partial, memory)
+            install(partial, memory)
         fsync_dir(directory)
-        crash_point('verify-recreate-files')
+        crash_point(RECREATE_FILES)
         old_memory = snap.memory_file
         snap.disk_files = disks
         snap.memory_file = memory
@@ -703,8 +706,7 @@ def check_metrics_path(path):
 
 
 def write_metrics(path, text):
-    from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import atomic_write
-    atomic_write(os.path.abspath(path), text, mode=0o644)
+    replace_file(os.path.abspath(path), text, mode=0o644)
     os.chmod(path, 0o644)
 
 
@@ -800,9 +802,19 @@ def _one_domain(m, params, check_mode, throttle, pattern, matches):
     return reports, problems, domain_stats(m, tree, problems), changed
 
 
+def checksum_finisher(params, check_mode):
+    """nova_snapshot's hook (run_plan's `finish`): after a snapshot was taken with `checksum`, record the
+    checksums of what it froze, under the domain's lock, into the result's `checksums`."""
+    def finish(manager, result):
+        if params.get('state') == 'present' and params.get('checksum', 'none') != 'none' and result.get('changed') \
+                and not check_mode and result.get('snapshot'):
+            result['checksums'] = record_created(manager, result['snapshot'], params['checksum'])
+    return finish
+
+
 def record_created(manager, described, algorithm):
-    """nova_snapshot's hook: after `described` (the record manager.run returned) was created, record
-    the checksums of what it froze, under the domain's lock. Returns the entries."""
+    """Record the checksums of the snapshot `described` (the record manager.run returned), under the
+    domain's lock. Returns the entries."""
     if not algorithm or algorithm == 'none' or not described:
         return []
     with manager.store.lock():
@@ -811,17 +823,19 @@ def record_created(manager, described, algorithm):
         return record_checksums(manager, tree, snap, algorithm) if snap else []
 
 
-def record_taken(make_manager, taken, algorithm):
-    """nova_policy's hook: record the checksums of the snapshots an enforce run took
-    (`taken`: its result's [{domain, name, ...}]). Returns {domain/name: entries}."""
+def record_taken(result, make_manager, params, check_mode):
+    """nova_policy's hook: with `checksum`, record the checksums of the snapshots an enforce run took
+    (`result['taken']`: [{domain, name, ...}]); returns `result` with `checksums` {domain/name: entries}."""
+    algorithm = params.get('checksum', 'none')
+    if algorithm == 'none' or check_mode or params.get('state') != 'enforced':
+        return result
     out = {}
-    if not algorithm or algorithm == 'none':
-        return out
-    for item in taken:
+    for item in result.get('taken', []):
         m = make_manager(item['domain'])
         with m.store.lock():
             tree, _adopted = m.load(write=False)
             snap = tree.by_name(item['name'])
             if snap is not None:
                 out['%s/%s' % (item['domain'], item['name'])] = record_checksums(m, tree, snap, algorithm)
-    return out
+    result['checksums'] = out
+    return result

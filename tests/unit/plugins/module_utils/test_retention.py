@@ -157,7 +157,7 @@ def test_one_snapshot_per_scheduled_instant_keeps_exactly_the_newest_n(period, n
 def test_plans_100k_snapshots_quickly():
     import time
     recs = [Record('s%06d' % i, i * H, ['hourly'] + (['daily'] if i % 24 == 0 else [])) for i in range(100000)]
-    start = time.perf_counter()
+    start = time.process_time()   # CPU time: other work on the machine does not count
     plan = plan_retention(recs, {'hourly': 24, 'daily': 7}, 100000 * H)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
     assert len(plan.keep) == 24 + 7 - 1     # the newest daily is also an hourly one

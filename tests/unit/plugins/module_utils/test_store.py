@@ -13,14 +13,14 @@ import time
 import pytest
 
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, VmSnapshot
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import LockTimeout, Store, StoreCorrupt, atomic_write
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import LockTimeout, Store, StoreCorrupt
 from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import Tree
 
 
-def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+def test_replace_replaces_whole_file_and_leaves_no_temp(tmp_path):
     path = tmp_path / 'f.json'
-    atomic_write(str(path), 'one')
-    atomic_write(str(path), 'two')
+    Store.replace(str(path), 'one')
+    Store.replace(str(path), b'two')
     assert path.read_text() == 'two'
     assert os.listdir(tmp_path) == ['f.json']
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -75,11 +75,16 @@ def test_lock_waits_then_fails_with_a_clear_message(tmp_path):
             assert f.read().strip() == str(os.getpid())
 
 
-def test_remove_snapshot_files_keeps_overlays_in_use(tmp_path):
+def test_owns_only_files_inside_the_store(tmp_path):
     store = Store(str(tmp_path), 'web')
     d = store.make_dir(store.snapshot_dir('id1'))
-    for name in ('disk_vda.qcow2', 'memory.save', 'metadata.json'):
-        open(os.path.join(d, name), 'w').close()
-    store.remove_snapshot_files('id1', keep=[os.path.join(d, 'disk_vda.qcow2')])
-    assert os.listdir(d) == ['disk_vda.qcow2']
+    open(os.path.join(d, 'disk_vda.qcow2'), 'w').close()
     assert store.owns(os.path.join(d, 'disk_vda.qcow2')) and not store.owns('/var/lib/libvirt/images/base.qcow2')
+
+
+def test_optimized_record_lives_in_the_store(tmp_path):
+    store = Store(str(tmp_path), 'web')
+    assert store.optimized() == {}
+    store.save_optimized({'/x': {'stamp': [1, 2], 'settings': {'compression': 'zstd'}}})
+    assert store.optimized()['/x']['settings'] == {'compression': 'zstd'}
+    assert os.path.dirname(store.optimized_path) == store.root

@@ -191,20 +191,6 @@ def test_save_header(tmp_path):
     assert _checksum.save_header(p) is None
 
 
-def test_sparse_copy_is_equal_and_keeps_holes(tmp_path):
-    src, dest = str(tmp_path / 's'), str(tmp_path / 'd')
-    with open(src, 'wb') as f:
-        f.write(b'head')
-        f.seek(64 * 1024 * 1024)
-        f.write(b'tail')
-    os.chmod(src, 0o640)
-    _checksum.sparse_copy(src, dest)
-    with open(src, 'rb') as a, open(dest, 'rb') as b:
-        assert a.read() == b.read()
-    assert os.stat(dest).st_blocks * 512 < 1024 * 1024
-    assert os.stat(dest).st_mode & 0o777 == 0o640
-
-
 def test_checksum_file_round_trip_and_damage(tmp_path):
     cf = _checksum.ChecksumFile(str(tmp_path))
     assert cf.load() == dict(files={})

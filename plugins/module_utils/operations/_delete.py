@@ -1,0 +1,100 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
+
+"""Deleting a snapshot without losing what later snapshots, branches or the VM still show.
+
+Internal snapshots are deleted by libvirt. For the others the frozen layer is merged into the
+single image above it: block pull when that is the running VM's active image, block commit when
+it is a frozen image the VM reads through, a safe qemu-img rebase offline. The intent is written
+first (tree.deleting), so a delete killed part-way is finished by the next run.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real, uppers
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, require_free
+from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import DELETE_MERGED, crash_point
+from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
+
+
+def plan_delete(m, tree, name, children='keep'):
+    snap = tree.by_name(name)
+    if snap is None:
+        return Plan(False, before=None, after=None, snapshot=None)
+    victims = [snap] + (tree.descendants(snap.id) if children == 'delete' else [])
+    before = m.describe(tree, snap)
+    actions = ['delete snapshot %s of %s' % (s.name, m.domain.name) for s in victims]
+    if children == 'keep' and tree.children(snap.id):
+        actions.append('re-parent %s onto %s' % (', '.join(c.name for c in tree.children(snap.id)),
+                                                 m.name_of(tree, snap.parent_snapshot) or 'nothing (new roots)'))
+
+    def apply():
+        tree.deleting.extend(s.name for s in victims if s.name not in tree.deleting)
+        m.store.save(tree)
+        for victim in reversed(victims):
+            delete_one(m, tree, victim)
+        collect_garbage(m, tree)
+        return before
+    return Plan(True, actions, before=before, after=None, apply=apply)
+
+
+def delete_one(m, tree, snap):
+    if snap.snapshot_type == 'internal':
+        # libvirt deletes internal snapshots itself (live or offline) and re-parents children.
+        m.domain.delete_snapshot(snap.name, missing_ok=True)
+    else:
+        for disk in snap.disk_files:
+            drop_layer(m, tree, snap, disk)
+        crash_point(DELETE_MERGED)
+        m.domain.delete_snapshot(snap.name, metadata_only=True, missing_ok=True)
+    for branch in tree.branches.values():
+        branch.base = snap.parent_snapshot if branch.base == snap.id else branch.base
+        branch.head = snap.parent_snapshot if branch.head == snap.id else branch.head
+    tree.remove(snap.id)
+    while snap.name in tree.deleting:
+        tree.deleting.remove(snap.name)
+    m.store.save(tree)
+
+
+def drop_layer(m, tree, snap, disk):
+    """Stop needing `disk.file_path` for `snap`: merge it into the one image above it, if any."""
+    frozen = disk.file_path
+    if not os.path.exists(frozen):
+        return
+    for other in tree.snapshots.values():
+        od = other.disk(disk.device)
+        if other.id != snap.id and od and real(od.file_path) == real(frozen):
+            return          # another snapshot holds exactly this state
+    if not m.store.owns(frozen):
+        return              # never rewrite or delete an image the collection did not create
+    tops = [t for t in m.all_tops(tree) if real(t) != real(frozen)]
+    above = uppers(m.view, frozen, tops)
+    if len(above) != 1:
+        return              # nothing above (garbage, collected later) or a layer shared by branches
+    upper = above[0]
+    info = m.view.info(frozen)
+    base, base_fmt = info.backing_file, info.backing_format
+    require_free(os.path.dirname(upper), (info.actual_size or 0) + OVERLAY_RESERVE, 'merging %s into %s' % (frozen, upper))
+    vm_chain = []
+    if m.domain.is_active:
+        live_disk = DomainXML(m.domain.xml()).disk(disk.device)
+        if live_disk is not None and live_disk.source_file:
+            vm_chain = [real(p) for p in m.view.chain(live_disk.source_file)]
+    if vm_chain and real(upper) == vm_chain[0]:
+        m.domain.block(disk.device, m.job_timeout).pull(base)
+    elif real(upper) in vm_chain:
+        # a frozen image the running guest reads through: merge it down into ours instead
+        m.domain.block(disk.device, m.job_timeout).commit(upper, frozen)
+        tree.repoint_image(upper, frozen, new_backing=base, key=real)
+    else:
+        m.qemu_img.rebase(upper, base, base_fmt)
+    m.view.invalidate()
