@@ -34,6 +34,7 @@ from common import URI, manager, report, timed  # first: it puts the collection 
 import testbed
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import HAS_BLAKE3  # noqa: E402
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create  # noqa: E402
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import (  # noqa: E402
     Verifier,
     frozen_files,
@@ -58,7 +59,7 @@ def build(conn):
     for i in range(1, LAYERS + 1):
         m = manager(guest)
         try:
-            create_times.append(timed(lambda: m.run(False, lambda tree, n=i: m.plan_create(tree, 's%d' % n, 'disk_only'))))
+            create_times.append(timed(lambda: m.run(False, lambda tree, n=i: plan_create(m, tree, 's%d' % n, 'disk_only'))))
             top = [d.source_file for d in m.domain_xml(inactive=True).disks if d.source_file][0]
         finally:
             m.hypervisor.close()

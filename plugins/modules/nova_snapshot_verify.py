@@ -221,12 +221,10 @@ metrics_file:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, check_requirements
+from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, check_requirements, snapshot_manager
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import BLAKE3_IMPORT_ERROR, HAS_BLAKE3
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._libvirt import Hypervisor
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import run_verify
 
 
@@ -244,11 +242,8 @@ def main():
     if p['checksum'] == 'blake3' and not HAS_BLAKE3:
         module.fail_json(msg=missing_required_lib('blake3'), exception=BLAKE3_IMPORT_ERROR)
     hypervisor = Hypervisor(p['uri'])
-    qemu_img = QemuImg(module.run_command)
     try:
-        result = run_verify(hypervisor, lambda d: SnapshotManager(hypervisor, d, p['storage_dir'], qemu_img,
-                                                                  lock_timeout=p['lock_timeout']),
-                            p, module.check_mode)
+        result = run_verify(lambda d: snapshot_manager(module, hypervisor, d), p, module.check_mode)
     except NovaError as e:
         module.fail_json(msg=e.msg, **e.details)
     finally:

@@ -27,7 +27,7 @@ import struct
 import time
 import traceback
 
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import replace_file
 
 try:
@@ -49,7 +49,7 @@ SAVE_PARTIAL = b'LibvirtQemudPart'
 SAVE_HEADER = struct.Struct('=16s5I56x')
 
 
-class MissingLibrary(NovaError):
+class MissingLibrary(Refused):
     pass
 
 
@@ -59,7 +59,7 @@ def check_algorithm(algorithm):
         raise MissingLibrary('checksum=blake3 needs the blake3 Python package on the hypervisor '
                              '(pip install blake3 into the Python that runs the modules)', library='blake3')
     if algorithm not in ALGORITHMS + ('none', None):
-        raise NovaError("unknown checksum algorithm '%s' (use one of %s)" % (algorithm, ', '.join(ALGORITHMS)))
+        raise Refused("unknown checksum algorithm '%s' (use one of %s)" % (algorithm, ', '.join(ALGORITHMS)))
 
 
 def hasher(algorithm):
@@ -69,7 +69,7 @@ def hasher(algorithm):
         check_algorithm(algorithm)
         # max_threads: the Rust side hashes one buffer on several cores
         return _blake3.blake3(max_threads=_blake3.blake3.AUTO)
-    raise NovaError("unknown checksum algorithm '%s' (use one of %s)" % (algorithm, ', '.join(ALGORITHMS)))
+    raise Refused("unknown checksum algorithm '%s' (use one of %s)" % (algorithm, ', '.join(ALGORITHMS)))
 
 
 class Throttle(object):
@@ -171,7 +171,7 @@ class ChecksumFile(object):
 
     def save(self, data):
         if not os.path.isdir(self.dir):
-            raise NovaError('snapshot directory %s is missing; cannot record checksums' % self.dir)
+            raise Failed('snapshot directory %s is missing; cannot record checksums' % self.dir)
         data = dict(data)
         data.pop('damaged', None)
         replace_file(self.path, json.dumps(data, indent=1, sort_keys=True))

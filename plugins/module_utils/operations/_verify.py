@@ -33,7 +33,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files imp
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import crash_point
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, NovaError, Refused, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, iso_time
 from ansible_collections.nova.snapshots.plugins.module_utils.model._verify_report import (
     SnapshotReport,
@@ -452,10 +452,10 @@ class Repairer(object):
             self.m.qemu_img.run('check', '-q', '-r', 'leaks', '-f', 'qcow2', copy)
             res = self.m.qemu_img.check(copy, 'qcow2')
             if res.get('leaks') or res.get('corruptions'):
-                raise NovaError('qemu-img check -r leaks left %s with %s leaks and %s corruptions; %s was not changed'
+                raise Failed('qemu-img check -r leaks left %s with %s leaks and %s corruptions; %s was not changed'
                                 % (copy, res.get('leaks'), res.get('corruptions'), path))
             if not self.m.qemu_img.compare(path, copy):
-                raise NovaError('the leak-repaired copy of %s differs from it (qemu-img compare); %s was not changed'
+                raise Failed('the leak-repaired copy of %s differs from it (qemu-img compare); %s was not changed'
                                 % (path, path))
             crash_point(LEAKS_COPIED)
             install(copy, path)
@@ -525,14 +525,7 @@ class Repairer(object):
         for upper in uppers:
             self.m.qemu_img.rebase(upper, found, fmt, unsafe=True)
         crash_point(MOVED_REBASED)
-        for s in tree.snapshots.values():
-            for d in s.disk_files:
-                if d.file_path == missing:
-                    d.file_path = found
-                if d.backing_file == missing:
-                    d.backing_file = found
-            if s.memory_file == missing:
-                s.memory_file = found
+        tree.repoint_image(missing, found)
         self.m.store.save(tree)
         cf = ChecksumFile(self.m.store.snapshot_dir(owner.id))
         data = cf.load()
@@ -698,11 +691,11 @@ def check_metrics_path(path):
         return
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise NovaError('metrics_file %s: directory %s does not exist' % (path, directory))
+        raise Refused('metrics_file %s: directory %s does not exist' % (path, directory))
     if not os.access(directory, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise NovaError('metrics_file %s: not writable here' % path)
+        raise Refused('metrics_file %s: not writable here' % path)
     if os.path.isdir(path):
-        raise NovaError('metrics_file %s is a directory' % path)
+        raise Refused('metrics_file %s is a directory' % path)
 
 
 def write_metrics(path, text):
@@ -710,7 +703,7 @@ def write_metrics(path, text):
     os.chmod(path, 0o644)
 
 
-def run_verify(hypervisor, make_manager, params, check_mode):
+def run_verify(make_manager, params, check_mode):
     """Verify (and with state=repaired, repair) the selected snapshots of the selected domains.
 
     `make_manager(domain)` -> SnapshotManager. Returns the module's result; raises NovaError for bad
@@ -719,7 +712,7 @@ def run_verify(hypervisor, make_manager, params, check_mode):
         failure_message, matches, render_metrics, summarize)
     check_metrics_path(params.get('metrics_file'))
     if params.get('io_limit') is not None and params['io_limit'] <= 0:
-        raise NovaError('io_limit must be a positive number of bytes per second (got %s)' % params['io_limit'])
+        raise Refused('io_limit must be a positive number of bytes per second (got %s)' % params['io_limit'])
     domains = [params['domain']] if params.get('domain') else _store_domains(params['storage_dir'])
     managers = [make_manager(d) for d in domains]          # an unknown domain fails here, before any write
     throttle = Throttle(params.get('io_limit'))
@@ -728,7 +721,6 @@ def run_verify(hypervisor, make_manager, params, check_mode):
     for m in managers:
         tree, adopted = m.load(write=False)
         if pattern is not None and not _is_glob(pattern) and tree.by_name(pattern) is None:
-            from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import SnapshotNotFound
             raise SnapshotNotFound(m.domain.name, pattern)
     for m in managers:
         r, p, s, c = _one_domain(m, params, check_mode, throttle, pattern, matches)
