@@ -94,7 +94,7 @@ def rate(nbytes, seconds):
 
 def compare(label, ours_fn, peer_fn, nbytes):
     ours, peer = [], []
-    for _ in range(ROUNDS):
+    for _round in range(ROUNDS):
         ours.append(timed(ours_fn))
         peer.append(timed(peer_fn))
     report(label, ours, peer)

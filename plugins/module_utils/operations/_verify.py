@@ -453,10 +453,10 @@ class Repairer(object):
             res = self.m.qemu_img.check(copy, 'qcow2')
             if res.get('leaks') or res.get('corruptions'):
                 raise Failed('qemu-img check -r leaks left %s with %s leaks and %s corruptions; %s was not changed'
-                                % (copy, res.get('leaks'), res.get('corruptions'), path))
+                             % (copy, res.get('leaks'), res.get('corruptions'), path))
             if not self.m.qemu_img.compare(path, copy):
                 raise Failed('the leak-repaired copy of %s differs from it (qemu-img compare); %s was not changed'
-                                % (path, path))
+                             % (path, path))
             crash_point(LEAKS_COPIED)
             install(copy, path)
         finally:
