@@ -17,6 +17,7 @@ the store saved once the files are in place) and idempotent (a repaired problem 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
 import os
 import time
 
@@ -675,10 +676,20 @@ class Repairer(object):
 
 # -- the module's whole run -------------------------------------------------------------------
 def _store_domains(storage_dir):
+    """The domains that have a store under `storage_dir` (the name its tree records, else its directory's)."""
     if not os.path.isdir(storage_dir):
         return []
-    return sorted(d for d in os.listdir(storage_dir)
-                  if os.path.isfile(os.path.join(storage_dir, d, 'metadata.json')))
+    names = set()
+    for entry in os.listdir(storage_dir):
+        path = os.path.join(storage_dir, entry, 'metadata.json')
+        if entry.startswith('.') or os.path.islink(os.path.join(storage_dir, entry)) or not os.path.isfile(path):
+            continue
+        try:
+            with open(path) as f:
+                names.add(json.load(f).get('vm_name') or entry)
+        except (IOError, OSError, ValueError):
+            names.add(entry)
+    return sorted(names)
 
 
 def _is_glob(pattern):
