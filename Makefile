@@ -6,7 +6,7 @@ export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
 export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
 
-.PHONY: setup demo demo-clean test sanity unit integration bench
+.PHONY: setup demo demo-clean demo-fleet demo-fleet-clean test test-fleet sanity unit integration bench
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,14 @@ demo-clean:
 	rm -rf /var/lib/nova-demo /var/lib/nova/snapshots/nova-demo /var/lib/nova/snapshots/nova-demo-web \
 	       /var/lib/nova/snapshots/nova-demo-chain /var/lib/nova/snapshots/policies/demo-hourly.json
 
+# Three simulated hypervisors (tests/fleet/fleet.sh), one policy from group_vars, one run over them.
+demo-fleet: setup
+	tests/fleet/fleet.sh up 3
+	$(VENV)/bin/ansible-playbook -i demo/fleet/inventory demo/fleet.yml
+
+demo-fleet-clean:
+	tests/fleet/fleet.sh down
+
 test: setup
 	@scripts/test.sh
 
@@ -32,6 +40,10 @@ sanity: setup
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit
+
+# The fleet tests (three hypervisors over ssh, the REST API playbooks through ansible-runner).
+test-fleet: setup
+	$(VENV)/bin/pytest -q tests/fleet
 
 integration: setup
 	$(VENV)/bin/pytest tests/integration

@@ -9,6 +9,7 @@ import libvirt
 
 import bench_branches
 import bench_chain
+import bench_fleet
 import bench_policy
 import bench_snapshot
 import bench_tree
@@ -24,3 +25,4 @@ if __name__ == '__main__':
     bench_chain.main(libvirt.open('qemu:///system'))
     bench_policy.main(libvirt.open('qemu:///system'))
     bench_verify.main(libvirt.open('qemu:///system'))
+    bench_fleet.main()

@@ -6,13 +6,15 @@ set -euo pipefail
 if [ -d /run/systemd/system ]; then
     systemctl start virtlogd.socket libvirtd.socket libvirtd.service 2>/dev/null || true
 fi
-if ! pgrep -x virtlogd >/dev/null; then
+# By pid file, not by name: the test fleet (tests/fleet/fleet.sh) runs daemons of the same names.
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+if ! alive /run/virtlogd.pid; then
     echo "daemons: starting virtlogd"
-    virtlogd -d
+    virtlogd -d 9>&-      # not setup.sh's lock: a daemon holding it would block every later setup
 fi
-if ! pgrep -x libvirtd >/dev/null; then
+if ! alive /run/libvirtd.pid; then
     echo "daemons: starting libvirtd"
-    libvirtd -d
+    libvirtd -d 9>&-
 fi
 for _ in $(seq 1 60); do
     if virsh -q -c qemu:///system version >/dev/null 2>&1; then

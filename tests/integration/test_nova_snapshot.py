@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from testbed import assert_markers, assert_ram_restored, run_task, write_markers
+from testbed import assert_markers, assert_ram_restored, run_task, ticks_around, write_markers
 
 MODULE = 'nova.snapshots.nova_snapshot'
 
@@ -35,8 +35,8 @@ def test_live_snapshot_and_revert(make_guest, snapshot_type):
     write_markers(guest, 1)
     guest.wait_tick(3)
 
-    first = snap(guest, 'cp', snapshot_type=snapshot_type, description='checkpoint')
-    at = guest.tick()
+    first, window = ticks_around(guest, lambda: snap(guest, 'cp', snapshot_type=snapshot_type, description='checkpoint'))
+    at = window[1]
     assert first['changed'] is True
     assert guest.state == 'running'                     # live: the guest kept running
     guest.wait_tick(at + 1)
@@ -59,7 +59,7 @@ def test_live_snapshot_and_revert(make_guest, snapshot_type):
     if snapshot_type == 'disk_only':
         guest.wait_ready()                                # no RAM: the guest booted from the snapshot's disks
     else:
-        assert_ram_restored(guest, offset, at)
+        assert_ram_restored(guest, offset, window)
     assert_markers(guest, 1)
 
     # the same revert again is not a change, and changes nothing

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from ansible_collections.nova.snapshots.plugins.module_utils.model import _crash as crash
-from testbed import assert_ram_restored, guest_task, run_task
+from testbed import assert_ram_restored, guest_task, run_task, ticks_around
 
 TREE = 'nova.snapshots.nova_snapshot_tree'
 SNAP = 'nova.snapshots.nova_snapshot'
@@ -134,8 +134,8 @@ def test_switching_keeps_the_branch_left_behind_ram_and_disks(make_guest):
     assert again['changed'] is False
 
     guest.write_marker('vda', 8192, 'on-main')
-    left_at = guest.wait_tick(guest.tick() + 1)
-    switched = task(TREE, guest, state='switched', name='feature')
+    guest.wait_tick(guest.tick() + 1)
+    switched, left_at = ticks_around(guest, lambda: task(TREE, guest, state='switched', name='feature'))
     assert switched['changed'] is True
     assert [b['saved_ram'] for b in switched['branches'] if b['name'] == 'main'] == [True]
     assert guest.state == 'shutoff'            # a disk-only base: the new branch starts shut off
@@ -181,17 +181,18 @@ def test_a_switch_killed_part_way_is_finished_by_the_next_run(make_guest, point)
     task(SNAP, guest, name='start', snapshot_type='disk_only')
     task(TREE, guest, state='branched', name='other', **{'from': 'start'})
     guest.write_marker('vda', 8192, 'main-work')
-    left_at = guest.wait_tick(guest.tick() + 1)
+    guest.wait_tick(guest.tick() + 1)
 
-    killed = run_task(TREE, dict(domain=guest.name, storage_dir=guest.storage_dir, state='switched', name='other'),
-                      environment={crash.ENV: point})
+    killed, left_at = ticks_around(guest, lambda: run_task(
+        TREE, dict(domain=guest.name, storage_dir=guest.storage_dir, state='switched', name='other'),
+        environment={crash.ENV: point}))
     assert killed.get('failed') or killed.get('unreachable'), killed
     if point == 'switch-planned':
         # killed before anything happened: main still runs, and its RAM is saved by the re-run
         assert guest.state == 'running'
-        left_at = guest.tick()
-
-    done = task(TREE, guest, state='switched', name='other')
+        done, left_at = ticks_around(guest, lambda: task(TREE, guest, state='switched', name='other'))
+    else:
+        done = task(TREE, guest, state='switched', name='other')
     assert [b['name'] for b in done['branches'] if b['active']] == ['other']
     guest.start()
     assert guest.read_marker('vda', 4096) == 'common' and guest.read_marker('vda', 8192) == ''

@@ -21,16 +21,30 @@ class DiskXML(object):
     type = Attr('.', 'type')
     target = Attr('target', 'dev')
     driver_type = Attr('driver', 'type')
+    snapshot = Attr('.', 'snapshot')        # the domain's own per-disk default: 'no' excludes the disk
+    source_pool = Attr('source', 'pool')
+    source_volume = Attr('source', 'volume')
 
-    def __init__(self, root):
+    def __init__(self, root, volume_path=None):
         self.root = root
+        self.volume_path = volume_path      # (pool, volume) -> path, for <disk type='volume'>
 
     @property
     def source_file(self):
+        """The image the disk uses: a file, a block device, or a storage volume's path."""
         src = self.root.find('source')
         if src is None:
             return None
-        return src.get('file') or src.get('dev')
+        if src.get('file') or src.get('dev'):
+            return src.get('file') or src.get('dev')
+        if self.type == 'volume' and self.volume_path and src.get('pool') and src.get('volume'):
+            return self.volume_path(src.get('pool'), src.get('volume'))
+        return None
+
+    @property
+    def excluded(self):
+        """Marked snapshot='no' in the domain XML: left out unless a task names it."""
+        return self.snapshot == 'no'
 
     @property
     def backing_file(self):
@@ -62,6 +76,18 @@ class DiskXML(object):
     def shareable(self):
         return self.root.find('shareable') is not None
 
+    def why_not_writable(self):
+        """None for a disk a snapshot can cover, else why not (for messages)."""
+        if self.device not in (None, 'disk'):
+            return 'it is a %s' % self.device
+        if self.readonly:
+            return 'it is read-only'
+        if self.shareable:
+            return 'it is shared with other domains'
+        if self.source_file is None:
+            return 'it has no image (a <disk type=%r> without a file, device or volume)' % self.type
+        return None
+
     @property
     def writable(self):
         """A disk a snapshot covers by default: a read-write, unshared disk with an image."""
@@ -76,7 +102,7 @@ class DiskXML(object):
         Without it libvirt reads the chain from the image headers.
         """
         src = self.root.find('source')
-        for attr in ('dev', 'index', 'pool', 'volume'):
+        for attr in ('dev', 'index', 'pool', 'volume', 'mode'):
             src.attrib.pop(attr, None)
         self.root.set('type', 'file')
         src.set('file', path)
@@ -89,21 +115,43 @@ class DiskXML(object):
 
 
 class DomainXML(object):
-    def __init__(self, xml):
-        """`xml` is text, or an lxml element (such as the <domain> inside a snapshot) to edit in place."""
+    def __init__(self, xml, volume_path=None):
+        """`xml` is text, or an lxml element (such as the <domain> inside a snapshot) to edit in place;
+        `volume_path(pool, volume)` resolves disks that name a storage volume."""
         self.root = parse_xml(xml) if isinstance(xml, (str, bytes)) else xml
+        self.volume_path = volume_path
 
     @property
     def name(self):
         return self.root.findtext('name')
 
-    disks = Children('devices/disk', DiskXML)
+    def rename(self, name, uuid):
+        """Give the definition another domain's identity (a memory file's saved XML after a rename)."""
+        for tag, value in (('name', name), ('uuid', uuid)):
+            node = self.root.find(tag)
+            if node is None:
+                node = sub_element(self.root, tag)
+            node.text = value
+
+    disks = Children('devices/disk', DiskXML, context='volume_path')
 
     def disk(self, target):
         for d in self.disks:
             if d.target == target:
                 return d
         return None
+
+    @property
+    def nvram(self):
+        """The UEFI variable store a pflash domain writes (<os><nvram>), or None."""
+        node = self.root.find('os/nvram')
+        return node.text.strip() if node is not None and node.text and node.text.strip() else None
+
+    @property
+    def pflash(self):
+        """Firmware from pflash (UEFI): libvirt 9.0 cannot take internal snapshots of such a domain."""
+        loader = self.root.find('os/loader')
+        return (loader is not None and loader.get('type') == 'pflash') or self.nvram is not None
 
     @property
     def memory_bytes(self):

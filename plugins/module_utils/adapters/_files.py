@@ -42,6 +42,12 @@ def install(tmp, path):
     fsync_dir(os.path.dirname(path) or '.')
 
 
+def copy_file(source, dest, mode=0o600):
+    """Copy `source` to `dest` crash-safely (a small file, such as a UEFI NVRAM store)."""
+    with open(source, 'rb') as f:
+        replace_file(dest, f.read(), mode)
+
+
 def replace_file(path, data, mode=0o600):
     """Replace `path` with `data` (str or bytes); a crash leaves the old or the new file, never half.
 

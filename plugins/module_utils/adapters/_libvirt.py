@@ -125,6 +125,13 @@ class Hypervisor(object):
     def define(self, xml):
         _call('defining the domain', self.conn.defineXML, xml)
 
+    def volume_path(self, pool, volume):
+        """The path of storage volume `volume` in pool `pool` (what a <disk type='volume'> uses)."""
+        try:
+            return self.conn.storagePoolLookupByName(pool).storageVolLookupByName(volume).path()
+        except libvirt.libvirtError as e:
+            raise LibvirtFailed("finding volume '%s' of storage pool '%s'" % (volume, pool), e.get_error_message())
+
     def save_image_xml(self, path):
         return _call('reading the domain XML in memory file %s' % path, self.conn.saveImageGetXMLDesc, path, 0)
 
@@ -161,6 +168,15 @@ class Domain(object):
     @property
     def is_active(self):
         return bool(self._call('reading the state', self._dom.isActive))
+
+    @property
+    def is_persistent(self):
+        """False for a transient domain (started with `virsh create`): stopping it makes it vanish."""
+        return bool(self._call('reading whether it is defined', self._dom.isPersistent))
+
+    @property
+    def uuid(self):
+        return self._call('reading the UUID', self._dom.UUIDString)
 
     def xml(self, inactive=False):
         return self._call('reading the definition', self._dom.XMLDesc, libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)

@@ -15,6 +15,10 @@
     <storage_dir>/<vm>/active/disk_<dev>-<hex>.qcow2      overlays a revert or a new branch started
     <storage_dir>/<vm>/branches/<name>/memory.save        RAM of a branch left while running (0600)
 
+A store follows its domain by UUID: `<storage_dir>/.by-uuid/<uuid>` links to the directory, so a
+domain renamed with `virsh domrename` keeps its history (in the directory named when it began), and
+a new domain that reuses an old name never shares the old one's store (it gets `<vm>.<uuid8>`).
+
 Writes are crash-safe (temp file, fsync, rename, fsync of the directory); every change holds the
 domain's lock. Directories are 0700 and owned by the user QEMU runs as, which must reach the
 overlays inside them.
@@ -27,6 +31,7 @@ import errno
 import fcntl
 import json
 import os
+import socket
 import time
 from contextlib import contextmanager
 
@@ -43,14 +48,72 @@ class StoreCorrupt(Failed):
     pass
 
 
+def boot_id():
+    """This boot's id: a lock taken before a reboot is not held by anyone now."""
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as f:
+            return f.read().strip()
+    except (IOError, OSError):
+        return None
+
+
+def describe_holder(holder):
+    if not holder:
+        return ''
+    since = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(holder['since'])) if holder.get('since') else 'an unknown time'
+    return ': %s by pid %s on %s since %s' % (holder.get('operation') or 'an operation', holder.get('pid'),
+                                               holder.get('host') or 'this host', since)
+
+
 class Store(object):
     """One domain's part of the store."""
 
-    def __init__(self, storage_dir, vm_name, owner=None, lock_timeout=60):
-        self.root = os.path.join(storage_dir, vm_name)
+    def __init__(self, storage_dir, vm_name, owner=None, lock_timeout=60, uuid=None):
+        self.storage_dir = storage_dir
         self.vm_name = vm_name
+        self.uuid = uuid
+        self.root = self._find_root()
         self.owner = owner          # (uid, gid) QEMU runs as, or None to keep root's
         self.lock_timeout = lock_timeout
+
+    # -- which directory is this domain's -------------------------------------------------------
+    def _index(self):
+        return os.path.join(self.storage_dir, '.by-uuid', self.uuid) if self.uuid else None
+
+    def _find_root(self):
+        by_name = os.path.join(self.storage_dir, self.vm_name)
+        if not self.uuid:
+            return by_name
+        try:
+            linked = os.path.join(os.path.dirname(self._index()), os.readlink(self._index()))
+            if os.path.isdir(linked):
+                return os.path.normpath(linked)
+        except OSError:
+            pass
+        owner = self._recorded_uuid(by_name)
+        if owner is not None and owner != self.uuid:
+            return '%s.%s' % (by_name, self.uuid[:8])       # the name's store belongs to another domain
+        return by_name
+
+    @staticmethod
+    def _recorded_uuid(root):
+        try:
+            with open(os.path.join(root, 'metadata.json')) as f:
+                return json.load(f).get('vm_uuid')
+        except (IOError, OSError, ValueError):
+            return None
+
+    def _link(self):
+        """Point the UUID index at this directory (once; a rename keeps it)."""
+        index = self._index()
+        if not index or os.path.islink(index):
+            return
+        parent = os.path.dirname(index)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o700)
+        tmp = '%s.tmp-%d' % (index, os.getpid())
+        os.symlink(os.path.join('..', os.path.basename(self.root)), tmp)
+        os.rename(tmp, index)
 
     # -- paths --------------------------------------------------------------------------------
     @property
@@ -65,6 +128,9 @@ class Store(object):
 
     def memory_path(self, snap_id):
         return os.path.join(self.snapshot_dir(snap_id), 'memory.save')
+
+    def nvram_path(self, snap_id):
+        return os.path.join(self.snapshot_dir(snap_id), 'nvram.fd')
 
     def xml_path(self, snap_id):
         return os.path.join(self.snapshot_dir(snap_id), 'snapshot.xml')
@@ -148,10 +214,11 @@ class Store(object):
 
     # -- lock ---------------------------------------------------------------------------------
     @contextmanager
-    def lock(self):
-        """Hold the domain's lock; a second operation waits up to lock_timeout, then fails clearly."""
+    def lock(self, operation=None):
+        """Hold the domain's lock; a second operation waits up to lock_timeout, then fails with the
+        holder's details (operation, pid, host, since), which the lock file keeps while it is held."""
         self.make_dir(self.root)
-        path = os.path.join(self.root, '.lock')
+        path = self.lock_path
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.time() + self.lock_timeout
         try:
@@ -163,16 +230,34 @@ class Store(object):
                     if e.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
                     if time.time() >= deadline:
+                        holder = self.lock_holder()
                         raise LockTimeout(
-                            "another operation on domain '%s' holds its lock (%s); gave up after "
-                            "lock_timeout=%ss" % (self.vm_name, path, self.lock_timeout),
-                            domain=self.vm_name)
+                            "another operation on domain '%s' holds its lock (%s)%s; gave up after "
+                            "lock_timeout=%ss" % (self.vm_name, path, describe_holder(holder), self.lock_timeout),
+                            domain=self.vm_name, holder=holder)
                     time.sleep(0.1)
             os.ftruncate(fd, 0)
-            os.write(fd, ('%d\n' % os.getpid()).encode())
+            os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), operation=operation,
+                                         since=int(time.time()), boot_id=boot_id())).encode())
             yield
         finally:
             os.close(fd)   # closing releases the flock
+
+    @property
+    def lock_path(self):
+        return os.path.join(self.root, '.lock')
+
+    def lock_holder(self):
+        """What the lock file says of the last holder ({pid, host, operation, since, boot_id}), or None."""
+        try:
+            with open(self.lock_path) as f:
+                text = f.read()
+        except (IOError, OSError):
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            return dict(pid=int(text)) if text.strip().isdigit() else None
 
     # -- tree ---------------------------------------------------------------------------------
     def load(self):
@@ -185,12 +270,21 @@ class Store(object):
             raise
         except ValueError as e:
             raise StoreCorrupt('the store file %s is not valid JSON (%s); it was not changed' % (self.tree_path, e))
-        return Tree.from_dict(data)
+        tree = Tree.from_dict(data)
+        if tree.vm_name != self.vm_name:        # renamed since: the records follow the domain
+            tree.vm_name = self.vm_name
+            for snap in tree.snapshots.values():
+                snap.vm_name = self.vm_name
+        return tree
 
     def save(self, tree):
         """Write the tree, then each snapshot's own record (the tree file is the one that counts)."""
         self.make_dir(self.root)
-        self.replace(self.tree_path, json.dumps(tree.to_dict(), indent=1, sort_keys=True))
+        data = tree.to_dict()
+        if self.uuid:
+            data['vm_uuid'] = self.uuid
+        self.replace(self.tree_path, json.dumps(data, indent=1, sort_keys=True))
+        self._link()
         for snap in tree.snapshots.values():
             directory = self.snapshot_dir(snap.id)
             if os.path.isdir(directory):

@@ -90,17 +90,23 @@ class Attr(object):
 class Children(object):
     """The elements at `path` (for example 'disks/disk') as a list of `model` objects.
 
-    Read-only: a model adds children with add_child(), which creates the parent elements once.
+    Read-only: a model adds children with add(), which creates the parent elements once. With
+    `context`, each child also gets that attribute of its parent model (what it needs to know of
+    its surroundings, such as how to resolve a storage volume).
     """
 
-    def __init__(self, path, model):
+    def __init__(self, path, model, context=None):
         self.path = path
         self.model = model
+        self.context = context
+
+    def _make(self, obj, node):
+        return self.model(node, getattr(obj, self.context)) if self.context else self.model(node)
 
     def __get__(self, obj, owner=None):
         if obj is None:
             return self
-        return [self.model(node) for node in obj.root.findall(self.path)]
+        return [self._make(obj, node) for node in obj.root.findall(self.path)]
 
     def add(self, obj, **attrs):
         """Append a new child element (attributes `attrs`) under `path`, creating its parents."""
@@ -109,7 +115,7 @@ class Children(object):
         for part in parts[:-1]:
             child = parent.find(part)
             parent = child if child is not None else etree.SubElement(parent, part)
-        return self.model(etree.SubElement(parent, parts[-1], **attrs))
+        return self._make(obj, etree.SubElement(parent, parts[-1], **attrs))
 
 
 def new_root(tag):

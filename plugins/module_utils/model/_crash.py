@@ -36,9 +36,10 @@ MERGE_WRITTEN = 'merge-written'               # merged blocks written into the r
 MERGE_RECORDED = 'merge-recorded'             # the merge result in the store, libvirt not told yet
 CONSOLIDATE_MERGED = 'consolidate-merged'     # one run of layers merged, the tree not yet saved
 ACTIVE_COMMIT_READY = 'active-commit-ready'   # an active commit waits for its pivot
+VM_STOPPED = 'vm-stopped'                     # a revert stopped the VM, the new definition not yet in place
 
 ALL = (DELETE_MERGED, SWITCH_PLANNED, SWITCH_LEFT, SWITCH_UP, MERGE_WRITTEN, MERGE_RECORDED,
-       CONSOLIDATE_MERGED, ACTIVE_COMMIT_READY)
+       CONSOLIDATE_MERGED, ACTIVE_COMMIT_READY, VM_STOPPED)
 
 
 def crash_point(name):

@@ -99,12 +99,14 @@ class VmSnapshot(object):
 
     FIELDS = ('id', 'vm_name', 'name', 'description', 'snapshot_type', 'created_at', 'creation_time',
               'vm_state', 'parent_snapshot', 'merge_parents', 'memory_file', 'config_snapshot', 'tags',
-              'category', 'origin', 'quiesced')
+              'category', 'origin', 'quiesced', 'nvram_file')
 
     def __init__(self, id, vm_name, name, snapshot_type, creation_time, vm_state, disk_files,
                  description=None, parent_snapshot=None, memory_file=None, config_snapshot=None,
-                 tags=None, category=None, origin='nova', quiesced=False, created_at=None, merge_parents=None):
+                 tags=None, category=None, origin='nova', quiesced=False, created_at=None, merge_parents=None,
+                 nvram_file=None):
         self.id = id
+        self.nvram_file = nvram_file        # a UEFI domain's NVRAM as it was, copied into the snapshot
         self.vm_name = vm_name
         self.name = name
         self.description = description

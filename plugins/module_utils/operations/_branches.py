@@ -29,8 +29,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import
     SWITCH_UP,
     crash_point,
 )
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, NotFound, Refused, SnapshotNotFound
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, Failed, NotFound, NovaError, Refused, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._merge import apply_merge, plan_merge as merge_plan
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import Branch, SnapshotDisk, VmSnapshot, new_id, validate_name
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
@@ -38,11 +37,12 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files imp
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import (
-    bring_up,
     check_intact,
     mark_current_in_libvirt,
     new_overlays,
     overlay_paths,
+    prepare_start,
+    require_persistent,
 )
 from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import render_dot, render_text
 
@@ -129,9 +129,10 @@ class TreeManager(object):
         if tree.active_branch == name and not (branch and branch.activating):
             return Plan(False, before=dict(active=name), after=dict(active=name))
         self._require_overlays(tree)
+        require_persistent(self.m, 'a branch switch')
         state = self.m.domain.state
         if state in ('running', 'paused'):
-            need = DomainXML(self.m.domain.xml()).memory_bytes * MEMORY_MARGIN
+            need = self.m.domain_xml().memory_bytes * MEMORY_MARGIN
             require_free(self.m.store.root, need, 'the RAM of the branch left behind')
         leaving = tree.active_branch or DEFAULT_BRANCH
         how = 'resume its overlays%s' % (' and RAM' if branch and branch.memory_file else '') if branch and branch.disks \
@@ -154,7 +155,7 @@ class TreeManager(object):
         if not target.activating:
             # 1. Write down where everything goes before touching anything.
             state = self.m.domain.state
-            persistent = DomainXML(self.m.domain.xml(inactive=True))
+            persistent = self.m.domain_xml(inactive=True)
             leaving.disks = dict((d.target, d.source_file) for d in persistent.disks if d.writable)
             leaving.vm_state = state if state in ('running', 'paused') else 'shutoff'
             leaving.memory_file = self.m.store.branch_memory_path(leaving.name) if leaving.vm_state != 'shutoff' else None
@@ -170,7 +171,19 @@ class TreeManager(object):
         crash_point(SWITCH_PLANNED)
 
         if not self._runs_on(target.activating):
-            # 2. Put the branch being left to rest: its RAM to a file (the VM stops), or just stop.
+            # 2. Work out how the target comes up before touching the VM: its definition and its start.
+            persistent = self.m.domain_xml(inactive=True)
+            if target.disks:
+                for dev, path in target.disks.items():
+                    persistent.disk(dev).point_at(path)
+                start = prepare_start(self.m, target.disks, target.memory_file, target.vm_state or 'shutoff')
+            else:
+                tip = tree.snapshots[target.tip]
+                new_overlays(self.m, tip, persistent, target.activating)
+                with_ram = tip.memory_file and tip.vm_state in ('running', 'paused')
+                start = prepare_start(self.m, target.activating, tip.memory_file, tip.vm_state if with_ram else 'shutoff')
+            # 3. Put the branch being left to rest: its RAM to a file (the VM stops), or just stop.
+            old_xml = self.m.domain.xml(inactive=True)
             if self.m.domain.is_active:
                 if leaving.memory_file:
                     self.m.store.make_dir(os.path.dirname(leaving.memory_file))
@@ -179,22 +192,17 @@ class TreeManager(object):
                 else:
                     self.m.domain.destroy()
             crash_point(SWITCH_LEFT)
-            # 3. Bring the target up: resumed as it was left, or new on its base snapshot.
-            persistent = DomainXML(self.m.domain.xml(inactive=True))
-            if target.disks:
-                for dev, path in target.disks.items():
-                    persistent.disk(dev).point_at(path)
+            # 4. Bring the target up: resumed as it was left, or new on its base snapshot.
+            try:
                 self.m.hypervisor.define(persistent.to_string())
-                bring_up(self.m, target.disks, target.memory_file, target.vm_state or 'shutoff')
-            else:
-                tip = tree.snapshots[target.tip]
-                new_overlays(self.m, tip, persistent, target.activating)
-                self.m.hypervisor.define(persistent.to_string())
-                with_ram = tip.memory_file and tip.vm_state in ('running', 'paused')
-                bring_up(self.m, target.activating, tip.memory_file, tip.vm_state if with_ram else 'shutoff')
+                if start is not None:
+                    start()
+            except NovaError as e:
+                raise Failed("switching domain '%s' to branch '%s' failed: %s. %s"
+                             % (self.m.domain.name, name, e.msg, self._back_to(tree, leaving, target, old_xml)))
             crash_point(SWITCH_UP)
 
-        # 4. The target is the VM's line now; its saved RAM is spent.
+        # 5. The target is the VM's line now; its saved RAM is spent.
         if target.memory_file and os.path.exists(target.memory_file):
             os.unlink(target.memory_file)
         target.disks, target.memory_file, target.vm_state, target.activating = {}, None, None, {}
@@ -206,9 +214,27 @@ class TreeManager(object):
             mark_current_in_libvirt(self.m, tree, tree.snapshots[target.tip])
         collect_garbage(self.m, tree)
 
+    def _back_to(self, tree, leaving, target, old_xml):
+        """A switch failed after the VM was stopped: the branch left comes back exactly as it was
+        (its definition, and its RAM from the file just saved). The sentence that says so."""
+        try:
+            self.m.domain.destroy()
+            self.m.hypervisor.define(old_xml)
+            if leaving.memory_file and os.path.exists(leaving.memory_file):
+                self.m.hypervisor.restore(leaving.memory_file, self.m.hypervisor.save_image_xml(leaving.memory_file),
+                                          paused=leaving.vm_state == 'paused')
+                os.unlink(leaving.memory_file)
+        except NovaError as e:
+            return ('Bringing branch %s back failed too (%s); its disks are %s and its RAM is in %s'
+                    % (leaving.name, e.msg, leaving.disks, leaving.memory_file))
+        leaving.disks, leaving.memory_file, leaving.vm_state = {}, None, None
+        target.activating = {}
+        self.m.store.save(tree)
+        return 'Branch %s is back as it was (disks and RAM); nothing was lost.' % leaving.name
+
     def _runs_on(self, disks):
         """Whether the defined VM already uses exactly these images (a switch got that far)."""
-        persistent = DomainXML(self.m.domain.xml(inactive=True))
+        persistent = self.m.domain_xml(inactive=True)
         for dev, path in disks.items():
             disk = persistent.disk(dev)
             if disk is None or not disk.source_file or real(disk.source_file) != real(path):
@@ -311,7 +337,7 @@ class TreeManager(object):
     def _carry_over(self, tree, branch, active, new_tip):
         """Put the branch's own uncommitted writes on top of its new tip (header-only rebase)."""
         if active:
-            disks = dict((d.target, d.source_file) for d in DomainXML(self.m.domain.xml(inactive=True)).disks if d.writable)
+            disks = dict((d.target, d.source_file) for d in self.m.domain_xml(inactive=True).disks if d.writable)
         else:
             disks = dict(branch.disks)
         for d in new_tip.disk_files:
@@ -363,7 +389,7 @@ class TreeManager(object):
         sx.memory_mode = 'no'
         for d in snap.disk_files:
             sx.add_disk(d.device, 'external', source_file=d.file_path)
-        sx.root.append(DomainXML(self.m.domain.xml(inactive=True)).root)
+        sx.root.append(self.m.domain_xml(inactive=True).root)
         return sx.to_string()
 
     # -- the whole tree, as modules return it -------------------------------------------------

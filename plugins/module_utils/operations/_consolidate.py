@@ -310,7 +310,7 @@ def _vm_top(m, device):
 
 def _repoint_definition(m, device, old, new):
     """Point the persistent definition's disk at `new` where it still names `old`."""
-    persistent = DomainXML(m.domain.xml(inactive=True))
+    persistent = m.domain_xml(inactive=True)
     disk = persistent.disk(device)
     if disk is not None and disk.source_file and real(disk.source_file) == real(old):
         disk.point_at(new)
@@ -331,7 +331,7 @@ def settle_block_jobs(manager, disks, check_mode):
         raise Conflict('a block job left by an interrupted run is still on %s of %s; run without check mode to settle it'
                        % (', '.join(busy), manager.domain.name))
     if busy:
-        with manager.store.lock():
+        with manager.store.lock(operation='settling left-over block jobs'):
             for disk in busy:
                 manager.domain.block(disk, manager.job_timeout).settle()
     return busy

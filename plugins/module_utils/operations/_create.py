@@ -17,7 +17,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import MEMORY_MARGIN, OVERLAY_RESERVE, require_free
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import MEMORY_MARGIN, OVERLAY_RESERVE, copy_file, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
@@ -31,7 +31,7 @@ def plan_create(m, tree, name, snapshot_type, description=None, tags=None, categ
     state = m.domain.state
     dom = m.domain_xml()
     writable = [d for d in dom.disks if d.writable]
-    targets = m.select_disks(dom, writable, disks)
+    targets = m.snapshot_disks(dom, disks)
     if existing is not None:
         return same_settings(m, tree, existing, snapshot_type, description, tags, category, disks)
     snapshot_type = snapshot_type or 'external'
@@ -56,6 +56,10 @@ def plan_create(m, tree, name, snapshot_type, description=None, tags=None, categ
         raise Refused("domain '%s' already has %s snapshots; this collection does not mix internal and "
                       "external snapshots in one history (an internal snapshot inside an image that "
                       "other snapshots freeze could not be reverted safely)" % (m.domain.name, have))
+    if snapshot_type == 'internal' and dom.pflash:
+        raise Refused("domain '%s' boots UEFI firmware from pflash, and libvirt cannot take internal snapshots of "
+                      "such a domain; take an external, memory or disk_only snapshot (they keep its NVRAM too)"
+                      % m.domain.name)
     if snapshot_type == 'internal':
         raw = [d.target for d in writable if d.target in targets and d.driver_type != 'qcow2']
         if raw:
@@ -141,11 +145,15 @@ def create(m, tree, snap_id, name, snapshot_type, dom, targets, with_memory, des
                                                 quiesce=quiesce, live=live))
     if with_memory and overlay:
         os.chmod(store.memory_path(snap_id), 0o600)
+    nvram = None
+    if dom.nvram and os.path.exists(dom.nvram):
+        nvram = store.nvram_path(snap_id)
+        copy_file(dom.nvram, nvram)
     parent = tree.by_name(made.parent) if made.parent else None
     snap = VmSnapshot(snap_id, m.domain.name, name, snapshot_type, made.creation_time, made.state, frozen,
                       description=description, parent_snapshot=parent.id if parent else None,
                       memory_file=made.memory_file if overlay and with_memory else None,
-                      tags=tags, category=category, quiesced=bool(quiesce))
+                      tags=tags, category=category, quiesced=bool(quiesce), nvram_file=nvram)
     store.save_snapshot_xml(snap_id, made.to_string())
     tree.add(snap)
     if tree.active_branch in tree.branches:

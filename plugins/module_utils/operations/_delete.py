@@ -19,7 +19,6 @@ __metaclass__ = type
 import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real, uppers
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import DELETE_MERGED, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
@@ -86,7 +85,7 @@ def drop_layer(m, tree, snap, disk):
     require_free(os.path.dirname(upper), (info.actual_size or 0) + OVERLAY_RESERVE, 'merging %s into %s' % (frozen, upper))
     vm_chain = []
     if m.domain.is_active:
-        live_disk = DomainXML(m.domain.xml()).disk(disk.device)
+        live_disk = m.domain_xml().disk(disk.device)
         if live_disk is not None and live_disk.source_file:
             vm_chain = [real(p) for p in m.view.chain(live_disk.source_file)]
     if vm_chain and real(upper) == vm_chain[0]:

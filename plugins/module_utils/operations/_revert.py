@@ -18,12 +18,17 @@ __metaclass__ = type
 
 import binascii
 import os
+import time
 
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Refused, SnapshotNotFound
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, copy_file, require_free
+from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import VM_STOPPED, crash_point
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, LibvirtFailed, NovaError, Refused, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
+
+
+RESTORE_RETRY_WAIT = 1.0
 
 
 def plan_revert(m, tree, name, after='snapshot', force=False):
@@ -35,6 +40,8 @@ def plan_revert(m, tree, name, after='snapshot', force=False):
         target = snap.vm_state if has_ram and snap.vm_state in ('running', 'paused') else 'shutoff'
     else:
         target = after
+    if snap.snapshot_type != 'internal' or target == 'shutoff':
+        require_persistent(m, 'a revert to %s' % name)
     state = m.domain.state
     before = dict(current=m.current_name(tree), state=state)
     result = dict(current=name, state=target)
@@ -73,12 +80,107 @@ def revert_internal(m, snap, target, has_ram):
 
 
 def revert_overlays(m, tree, snap, target):
+    """New overlays on the snapshot's frozen images, the VM moved onto them, RAM restored.
+
+    Everything that can be checked or prepared is, before the VM is touched: the images, the space,
+    the overlays themselves, and the memory file's saved XML (edited to this domain's name, UUID and
+    new disks). What fails after that is rolled back by replace_vm."""
     check_intact(m, snap, with_ram=target != 'shutoff')
+    persistent = m.domain_xml(inactive=True)
+    paths = overlay_paths(m, snap)
+    require_free(m.store.root, OVERLAY_RESERVE * len(paths), 'the overlays of the revert')
+    new_overlays(m, snap, persistent, paths)
+    start = prepare_start(m, paths, snap.memory_file, target)
+    files = {persistent.nvram: snap.nvram_file} if snap.nvram_file and persistent.nvram else {}
+    replace_vm(m, persistent, start, "reverting to snapshot '%s'" % snap.name, files)
+
+
+def require_persistent(m, what):
+    """A transient domain (never defined) vanishes when it stops: refuse before touching it."""
+    if not m.domain.is_persistent:
+        raise Refused("domain '%s' is transient (started without being defined), and %s must stop it, after which "
+                      "it would be gone; define it first (virsh dumpxml %s > vm.xml; virsh define vm.xml); "
+                      "nothing was changed" % (m.domain.name, what, m.domain.name))
+
+
+def prepare_start(m, disks, memory_file, target):
+    """How to start the (then defined, stopped) VM in state `target`, worked out now: from
+    `memory_file` with its saved XML edited to this domain's name, UUID and `disks`, or by booting;
+    None leaves it off. Returns a callable (or None)."""
+    if target == 'shutoff':
+        return None
+    paused = target == 'paused'
+    if not memory_file:
+        return lambda: m.domain.start(paused=paused)
+    saved = m.parse_domain(m.hypervisor.save_image_xml(memory_file))
+    saved.rename(m.domain.name, m.domain.uuid)      # the domain may have been renamed since
+    targets = set(d.target for d in saved.disks)
+    lost = sorted(set(disks) - targets)
+    if lost:
+        raise Refused("the memory file %s holds no disk %s (its devices: %s); nothing was changed"
+                      % (memory_file, ', '.join(lost), ', '.join(sorted(targets))))
+    for disk in saved.disks:
+        if disk.target in disks:
+            disk.point_at(disks[disk.target])
+    xml = saved.to_string()
+
+    def restore():
+        try:
+            m.hypervisor.restore(memory_file, xml, paused=paused)
+        except LibvirtFailed:
+            # a QEMU that was just destroyed can still hold what the new one needs; once more
+            time.sleep(RESTORE_RETRY_WAIT)
+            m.hypervisor.restore(memory_file, xml, paused=paused)
+    return restore
+
+
+def replace_vm(m, persistent, start, what, files=None):
+    """Stop the VM, define it as `persistent`, put `files` ({domain's file: snapshot's copy}, such as
+    the NVRAM) in place and start() it; all or nothing.
+
+    If any of that fails, the VM's previous definition (its previous overlays, untouched) and files
+    are put back and the VM started again if it ran, and the error says so."""
+    require_persistent(m, what)
+    old_xml = m.domain.xml(inactive=True)
+    was = m.domain.state
     m.domain.destroy()
-    persistent = DomainXML(m.domain.xml(inactive=True))
-    new = new_overlays(m, snap, persistent, overlay_paths(m, snap))
-    m.hypervisor.define(persistent.to_string())
-    bring_up(m, new, snap.memory_file, target)
+    crash_point(VM_STOPPED)
+    kept = {}
+    try:
+        for dest, source in (files or {}).items():
+            kept[dest] = dest + '.nova-before' if os.path.exists(dest) else None
+            if kept[dest]:
+                os.rename(dest, kept[dest])
+            copy_file(source, dest)
+        m.hypervisor.define(persistent.to_string())
+        if start is not None:
+            start()
+    except (NovaError, OSError) as e:
+        raise Failed('%s failed: %s. %s' % (what, getattr(e, 'msg', None) or str(e), put_back(m, old_xml, was, kept)))
+    for before in kept.values():
+        if before:
+            os.unlink(before)
+
+
+def put_back(m, old_xml, was, kept=None):
+    """Put the VM back on the definition and files it had; the sentence that says what was done."""
+    try:
+        m.domain.destroy()
+        for dest, before in (kept or {}).items():
+            if before and os.path.exists(before):
+                os.rename(before, dest)
+            elif before is None and os.path.exists(dest):
+                os.unlink(dest)
+        m.hypervisor.define(old_xml)
+        if was in ('running', 'paused'):
+            m.domain.start(paused=was == 'paused')
+    except (NovaError, OSError) as e:
+        return ('Putting the VM back on its previous disks failed too (%s); its previous definition is: %s'
+                % (getattr(e, 'msg', None) or str(e), old_xml))
+    if was in ('running', 'paused'):
+        return ('The VM was put back on the disks it ran on (nothing on them was lost) and started again; '
+                'its RAM from before the revert could not be kept.')
+    return 'The VM was put back on the disks it had; nothing was lost.'
 
 
 def check_intact(m, snap, with_ram):
@@ -109,21 +211,6 @@ def new_overlays(m, snap, persistent, paths):
             os.chmod(paths[d.device], 0o600)
         disk.point_at(paths[d.device])
     return paths
-
-
-def bring_up(m, disks, memory_file, target):
-    """Start the (defined, stopped) VM in state `target`: from `memory_file` when there is one,
-    with its saved XML pointed at `disks`, else by booting; `shutoff` leaves it off."""
-    if target == 'shutoff':
-        return
-    if memory_file:
-        saved = DomainXML(m.hypervisor.save_image_xml(memory_file))
-        for disk in saved.disks:
-            if disk.target in disks:
-                disk.point_at(disks[disk.target])
-        m.hypervisor.restore(memory_file, saved.to_string(), paused=target == 'paused')
-    else:
-        m.domain.start(paused=target == 'paused')
 
 
 def mark_current_in_libvirt(m, tree, snap):

@@ -25,14 +25,16 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store imp
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import disk_usage
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NotFound, NovaError, Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, VmSnapshot, adopted_id
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._ownership import check_ownership
 
 
 class SnapshotManager(object):
     """One domain's collaborators: `domain` (libvirt adapter), `store`, `qemu_img`, `view`."""
 
     def __init__(self, hypervisor, domain_name, storage_dir, qemu_img, lock_timeout=60, job_timeout=600):
-        store = Store(storage_dir, domain_name, owner=hypervisor.qemu_owner(), lock_timeout=lock_timeout)
-        self.use_parts(hypervisor, hypervisor.domain(domain_name), store, qemu_img, job_timeout)
+        domain = hypervisor.domain(domain_name)
+        store = Store(storage_dir, domain_name, owner=hypervisor.qemu_owner(), lock_timeout=lock_timeout, uuid=domain.uuid)
+        self.use_parts(hypervisor, domain, store, qemu_img, job_timeout)
 
     @classmethod
     def from_parts(cls, hypervisor, domain, store, qemu_img, job_timeout=600):
@@ -63,7 +65,7 @@ class SnapshotManager(object):
         if check_mode or not (plan.changed or adopted or tree.deleting or self.unsynced):
             snapshot = plan.snapshot if not plan.changed else plan.before
         else:
-            with self.store.lock():
+            with self.store.lock(operation=plan.actions[0] if plan.actions else 'reconciling the store with libvirt'):
                 tree, adopted = self.load()
                 plan = planner(tree)
                 snapshot = plan.apply() if plan.changed else plan.snapshot
@@ -73,11 +75,22 @@ class SnapshotManager(object):
         return result
 
     def domain_xml(self, inactive=False):
-        return DomainXML(self.domain.xml(inactive=inactive or not self.domain.is_active))
+        """The live definition of a running VM (the persistent one when off, or with inactive=True);
+        disks on storage volumes resolve to the volume's path."""
+        return self.parse_domain(self.domain.xml(inactive=inactive or not self.domain.is_active))
+
+    def parse_domain(self, xml):
+        return DomainXML(xml, volume_path=self.volume_path)
+
+    def volume_path(self, pool, volume):
+        if self.hypervisor is None:
+            raise Refused('storage volume %s/%s cannot be resolved without a libvirt connection' % (pool, volume))
+        return self.hypervisor.volume_path(pool, volume)
 
     def load(self, write=True):
         """The tree, reconciled with libvirt: snapshots made outside the collection are adopted,
         deletions a crash interrupted are finished. Returns (tree, adopted names)."""
+        check_ownership(self.domain, self.store, write)     # a migrated VM's store or disks: refused
         tree = self.store.load()
         in_libvirt = dict(self.domain.snapshot_xmls())
         for name in list(tree.deleting):
@@ -147,9 +160,9 @@ class SnapshotManager(object):
 
     def active_tops(self):
         """The top image of every disk in the persistent and (when running) live definitions."""
-        tops = [d.source_file for d in DomainXML(self.domain.xml(inactive=True)).disks if d.source_file]
+        tops = [d.source_file for d in self.domain_xml(inactive=True).disks if d.source_file]
         if self.domain.is_active:
-            tops += [d.source_file for d in DomainXML(self.domain.xml()).disks if d.source_file]
+            tops += [d.source_file for d in self.domain_xml().disks if d.source_file]
         return [t for t in tops if os.path.isfile(t)]
 
     def writable_tops(self, tree):
@@ -165,7 +178,7 @@ class SnapshotManager(object):
         """Real paths of every image the running VM holds open (libvirt's live chains); none when off."""
         if not self.domain.is_active:
             return set()
-        return set(real(p) for d in DomainXML(self.domain.xml()).disks if d.source_file for p in d.live_chain())
+        return set(real(p) for d in self.domain_xml().disks if d.source_file for p in d.live_chain())
 
     def target_disks(self, dom, disks):
         """The targets of `disks` (default: every writable disk of `dom`), checked."""
@@ -179,10 +192,22 @@ class SnapshotManager(object):
         if missing:
             raise NotFound("domain '%s' has no disk %s; its disks are %s"
                            % (self.domain.name, ', '.join(missing), ', '.join(sorted(known))))
-        unwritable = [d for d in disks if not known[d].writable]
+        unwritable = ['%s (%s)' % (d, known[d].why_not_writable()) for d in disks if not known[d].writable]
         if unwritable:
-            raise Refused('disk %s cannot be snapshotted (read-only, shared, or not a disk)' % ', '.join(unwritable))
+            raise Refused('disk %s cannot be snapshotted' % ', '.join(unwritable))
         return set(disks)
+
+    def snapshot_disks(self, dom, disks):
+        """The disks a new snapshot covers: those named in `disks`, else every writable disk the
+        domain does not exclude (snapshot='no'). Refused when that leaves none, saying why per disk."""
+        default = [d for d in dom.disks if d.writable and not d.excluded]
+        targets = self.select_disks(dom, default, disks)
+        if not targets:
+            why = ['%s: %s' % (d.target, 'marked snapshot=\'no\' in the domain XML (name it in disks to include it)'
+                               if d.writable else d.why_not_writable()) for d in dom.disks]
+            raise Refused("domain '%s' has no disk a snapshot would cover (%s); nothing was changed"
+                          % (self.domain.name, '; '.join(why) or 'it has no disks'))
+        return targets
 
     def current_name(self, tree):
         cur = tree.snapshots.get(tree.current)

@@ -39,8 +39,10 @@ DOMAIN = '''<domain type='qemu'><name>web</name><memory unit='MiB'>192</memory><
 class FakeDomain:
     """What the planners ask of libvirt: the state, the XML, snapshots, the agent."""
 
-    def __init__(self, state='running', fmt='qcow2', agent=None):
+    def __init__(self, state='running', fmt='qcow2', agent=None, persistent=True):
         self.name = 'web'
+        self.uuid = '5f0c1c57-0000-4000-8000-000000000001'
+        self.is_persistent = persistent
         self.state = state
         self.fmt = fmt
         self.agent = agent
@@ -93,7 +95,7 @@ def snap(name, stype='disk_only', parent=None, sid=None):
     (dict(snapshot_type='disk_only', quiesce=True), dict(agent='not connected'), Refused, 'does not answer: not connected'),
     (dict(snapshot_type='internal'), dict(fmt='raw'), Refused, 'internal snapshots need qcow2 disks; vda is not qcow2'),
     (dict(disks=['vdz']), {}, NotFound, "has no disk vdz; its disks are hdc, vda, vdb"),
-    (dict(disks=['vdb']), {}, Refused, 'disk vdb cannot be snapshotted (read-only'),
+    (dict(disks=['vdb']), {}, Refused, 'disk vdb (it is read-only) cannot be snapshotted'),
     (dict(name='a/b'), {}, Refused, "contains '/'"),
 ])
 def test_create_refuses_before_anything_changes(tmp_path, kwargs, domain, error, words):
@@ -158,6 +160,17 @@ def test_revert_plans(tmp_path):
     tree.last_revert = dict(id='id-s1', state='shutoff')
     assert plan_revert(m, tree, 's1').changed is False          # already there: nothing to do
     assert plan_revert(m, tree, 's1', force=True).changed is True
+    assert m.domain.calls == []
+
+
+def test_transient_domains_are_refused_before_a_revert_or_switch(tmp_path):
+    m = manager(tmp_path, persistent=False)
+    tree = m.load(write=False)[0]
+    tree.add(snap('s1'))
+    with pytest.raises(Refused, match="domain 'web' is transient .* nothing was changed"):
+        plan_revert(m, tree, 's1')
+    with pytest.raises(Refused, match='is transient'):
+        TreeManager(m).plan_switch(tree, 's1')
     assert m.domain.calls == []
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import socket
 import stat
 import time
 
@@ -50,7 +51,7 @@ def test_missing_store_is_an_empty_tree_and_corrupt_one_a_clear_error(tmp_path):
 
 
 def _hold(root, ready, release):
-    with Store(root, 'web').lock():
+    with Store(root, 'web').lock(operation='take disk_only snapshot s1 of web'):
         ready.set()
         release.wait(10)
 
@@ -67,12 +68,15 @@ def test_lock_waits_then_fails_with_a_clear_message(tmp_path):
                 raise AssertionError('took a lock another process holds')
         assert 0.9 <= time.time() - start < 5
         assert "another operation on domain 'web' holds its lock" in e.value.msg
+        # it says who: the operation, the pid, the host and since when
+        assert ': take disk_only snapshot s1 of web by pid %d on %s since ' % (holder.pid, socket.gethostname()) in e.value.msg
+        assert e.value.details['holder']['pid'] == holder.pid
     finally:
         release.set()
         holder.join()
     with Store(str(tmp_path), 'web', lock_timeout=1).lock():   # free again once the holder is gone
         with open(os.path.join(str(tmp_path), 'web', '.lock')) as f:
-            assert f.read().strip() == str(os.getpid())
+            assert json.load(f)['pid'] == os.getpid()
 
 
 def test_owns_only_files_inside_the_store(tmp_path):
@@ -88,3 +92,28 @@ def test_optimized_record_lives_in_the_store(tmp_path):
     store.save_optimized({'/x': {'stamp': [1, 2], 'settings': {'compression': 'zstd'}}})
     assert store.optimized()['/x']['settings'] == {'compression': 'zstd'}
     assert os.path.dirname(store.optimized_path) == store.root
+
+
+def test_store_follows_its_domain_by_uuid(tmp_path):
+    tree = Tree('web', [VmSnapshot('id1', 'web', 's1', 'disk_only', 1, 'running', [SnapshotDisk('vda', '/x')])])
+    first = Store(str(tmp_path), 'web', uuid='11111111-aaaa')
+    first.save(tree)
+    # renamed (virsh domrename): the same UUID finds the same directory, and the records take the new name
+    renamed = Store(str(tmp_path), 'web-renamed', uuid='11111111-aaaa')
+    assert renamed.root == first.root
+    assert renamed.load().vm_name == 'web-renamed' and renamed.load().by_name('s1').vm_name == 'web-renamed'
+    # a new domain that reuses the old name does not get the old one's store
+    other = Store(str(tmp_path), 'web', uuid='22222222-bbbb')
+    assert other.root == first.root + '.22222222' and other.load().snapshots == {}
+    other.save(Tree('web'))
+    assert Store(str(tmp_path), 'web', uuid='22222222-bbbb').root == other.root
+    assert Store(str(tmp_path), 'web', uuid='11111111-aaaa').root == first.root
+
+
+def test_a_store_written_before_uuids_is_kept_and_claimed(tmp_path):
+    old = Store(str(tmp_path), 'web')
+    old.save(Tree('web'))
+    claimed = Store(str(tmp_path), 'web', uuid='33333333-cccc')
+    assert claimed.root == old.root
+    claimed.save(claimed.load())
+    assert Store(str(tmp_path), 'web', uuid='44444444-dddd').root == old.root + '.44444444'
