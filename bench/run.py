@@ -14,6 +14,7 @@ import bench_fleet
 import bench_policy
 import bench_snapshot
 import bench_tree
+import bench_verify
 
 if __name__ == '__main__':
     print('# medians of %d alternating rounds on the running test guest (TCG, 192 MiB RAM, 2 x 64 MiB qcow2)'
@@ -25,4 +26,5 @@ if __name__ == '__main__':
     bench_chain.main(libvirt.open('qemu:///system'))
     bench_policy.main(libvirt.open('qemu:///system'))
     bench_export.main(libvirt.open('qemu:///system'))
+    bench_verify.main(libvirt.open('qemu:///system'))
     bench_fleet.main()

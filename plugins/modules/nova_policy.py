@@ -155,6 +155,15 @@ options:
       - The time to enforce at, ISO 8601 (V(2026-11-25T02:00:00Z)); without an offset, the host's local
         time. Default the current time. For tests and catch-up runs.
     type: str
+  checksum:
+    description:
+      - With O(state=enforced), record the checksum of each file the snapshots taken freeze, for
+        M(nova.snapshots.nova_snapshot_verify) (see O(nova.snapshots.nova_snapshot#module:checksum)).
+        C(none) records nothing; the nightly verification then records them.
+    type: str
+    choices: [none, sha256, blake3]
+    default: none
+    version_added: 1.0.0
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
@@ -346,11 +355,13 @@ missing:
   elements: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
+from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module, snapshot_manager
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import BLAKE3_IMPORT_ERROR, HAS_BLAKE3
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._policies import policy_task
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import record_taken
 
 PERIODS = ('hourly', 'daily', 'weekly', 'monthly', 'yearly')
 SPEC = argument_spec(
@@ -377,6 +388,7 @@ SPEC = argument_spec(
     auto_consolidate=dict(type='bool'),
     naming=dict(type='str'),
     now=dict(type='str'),
+    checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
 )
 
 
@@ -387,8 +399,11 @@ def main():
         required_if=[('state', 'present', ('domain', 'domains'), True)],
         supports_check_mode=True,
     )
-    run_module(module, lambda hypervisor: policy_task(module.params, hypervisor, QemuImg(module.run_command),
-                                                      module.check_mode, module.warn))
+    if module.params['checksum'] == 'blake3' and not HAS_BLAKE3:
+        module.fail_json(msg=missing_required_lib('blake3'), exception=BLAKE3_IMPORT_ERROR)
+    run_module(module, lambda hypervisor: record_taken(    # nova_snapshot_verify's checksums of what was taken
+        policy_task(module.params, hypervisor, QemuImg(module.run_command), module.check_mode, module.warn),
+        lambda domain: snapshot_manager(module, hypervisor, domain), module.params, module.check_mode))
 
 
 if __name__ == '__main__':

@@ -93,6 +93,16 @@ options:
     type: str
     choices: [keep, delete]
     default: keep
+  checksum:
+    description:
+      - With O(state=present), when a snapshot is taken, record the checksum of each file it freezes
+        (frozen images, memory file) for M(nova.snapshots.nova_snapshot_verify). C(none) records
+        nothing; the snapshot then gets its checksums at its first verification.
+      - C(blake3) needs the C(blake3) Python package on the hypervisor.
+    type: str
+    choices: [none, sha256, blake3]
+    default: none
+    version_added: 1.0.0
   job_timeout:
     description: Seconds to wait for a block job (pull or commit while the VM runs) before aborting it.
     type: int
@@ -255,14 +265,22 @@ adopted:
   returned: always
   type: list
   elements: str
+checksums:
+  description: With O(checksum), the checksums recorded for the new snapshot's files (path, size, algorithm, digest).
+  returned: when a snapshot was taken with O(checksum) other than C(none)
+  type: list
+  elements: dict
+  version_added: 1.0.0
 '''
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_plan
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import BLAKE3_IMPORT_ERROR, HAS_BLAKE3
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._delete import plan_delete
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import plan_revert
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import checksum_finisher
 
 
 def plan(manager, tree, p):
@@ -291,10 +309,13 @@ def main():
             force=dict(type='bool', default=False),
             children=dict(type='str', default='keep', choices=['keep', 'delete']),
             job_timeout=dict(type='int', default=600),
+            checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
         ),
         supports_check_mode=True,
     )
-    run_plan(module, plan)
+    if module.params['checksum'] == 'blake3' and not HAS_BLAKE3:
+        module.fail_json(msg=missing_required_lib('blake3'), exception=BLAKE3_IMPORT_ERROR)
+    run_plan(module, plan, finish=checksum_finisher(module.params, module.check_mode))    # nova_snapshot_verify
 
 
 if __name__ == '__main__':

@@ -19,7 +19,7 @@ import pytest
 
 import testbed
 
-ROLES = ['snapshot_schedule', 'snapshot_retention', 'snapshot_consolidation']
+ROLES = ['snapshot_schedule', 'snapshot_retention', 'snapshot_consolidation', 'snapshot_verification']
 
 
 def _failures(out):
