@@ -15,6 +15,7 @@ import shutil
 import struct
 import subprocess
 
+from ansible_collections.nova.snapshots.plugins.module_utils.model import _crash as crash
 from testbed import assert_markers, run_task, write_markers
 
 VERIFY = 'nova.snapshots.nova_snapshot_verify'
@@ -188,7 +189,7 @@ def test_repairs_killed_part_way_are_finished_by_the_next_run(make_guest):
     leak_clusters(layer)
     before = sha(layer)
     killed = run_task(VERIFY, dict(domain=guest.name, storage_dir=guest.storage_dir, state='repaired'),
-                      environment={'NOVA_SNAPSHOTS_CRASH_AT': 'verify-leaks-copied'})
+                      environment={crash.ENV: crash.LEAKS_COPIED})
     assert killed.get('failed')
     assert sha(layer) == before                       # the original is untouched ...
     assert [f for f in os.listdir(os.path.dirname(layer)) if f.endswith('leakfix-partial')]   # ... the copy is left
@@ -203,7 +204,7 @@ def test_repairs_killed_part_way_are_finished_by_the_next_run(make_guest):
     flip_allocated_byte_or_data(s3['disk_files'][0]['file_path'])
     killed = run_task(VERIFY, dict(domain=guest.name, storage_dir=guest.storage_dir, state='repaired',
                                    recreate='from_parent'),
-                      environment={'NOVA_SNAPSHOTS_CRASH_AT': 'verify-recreate-files'})
+                      environment={crash.ENV: crash.RECREATE_FILES})
     assert killed.get('failed') and record(guest, 's3') == s3      # files made, the store not switched yet
     fixed = verify(guest, state='repaired', recreate='from_parent')
     assert not fixed.get('failed'), fixed.get('msg')

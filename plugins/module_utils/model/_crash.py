@@ -37,9 +37,12 @@ MERGE_RECORDED = 'merge-recorded'             # the merge result in the store, l
 CONSOLIDATE_MERGED = 'consolidate-merged'     # one run of layers merged, the tree not yet saved
 ACTIVE_COMMIT_READY = 'active-commit-ready'   # an active commit waits for its pivot
 VM_STOPPED = 'vm-stopped'                     # a revert stopped the VM, the new definition not yet in place
+LEAKS_COPIED = 'verify-leaks-copied'          # a leak-repaired copy proven equal, not yet renamed over the image
+MOVED_REBASED = 'verify-moved-rebased'        # the images above a moved file repointed, the records not yet
+RECREATE_FILES = 'verify-recreate-files'      # a recreated snapshot's new files in place, the store not switched yet
 
 ALL = (DELETE_MERGED, SWITCH_PLANNED, SWITCH_LEFT, SWITCH_UP, MERGE_WRITTEN, MERGE_RECORDED,
-       CONSOLIDATE_MERGED, ACTIVE_COMMIT_READY, VM_STOPPED)
+       CONSOLIDATE_MERGED, ACTIVE_COMMIT_READY, VM_STOPPED, LEAKS_COPIED, MOVED_REBASED, RECREATE_FILES)
 
 
 def crash_point(name):

@@ -39,6 +39,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xm
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, NovaError, Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, disk_usage, free_bytes, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._tiers import move_layer, plan_moves
 
@@ -281,6 +282,7 @@ def _apply(m, tree, op, running):
             fmt = m.view.info(base).format if base else None
             m.qemu_img.rebase(top, base, fmt)
         m.view.invalidate()
+        refresh_checksums(m, tree, {top: top}, 'consolidation pulled layers into it')
         crash_point(CONSOLIDATE_MERGED)
         return
     target = op.run[-1]
@@ -300,6 +302,7 @@ def _apply(m, tree, op, running):
     crash_point(CONSOLIDATE_MERGED)
     # restore points that named the replaced image now name the image that took its place
     tree.repoint_image(op.upper, target, new_backing=m.view.backing(target) if os.path.exists(target) else None, key=real)
+    refresh_checksums(m, tree, {op.upper: target}, 'consolidation committed layers into it')
     m.store.save(tree)
     m.view.invalidate()
 

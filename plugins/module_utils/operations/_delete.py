@@ -22,6 +22,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains im
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import DELETE_MERGED, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
 
 
@@ -94,6 +95,8 @@ def drop_layer(m, tree, snap, disk):
         # a frozen image the running guest reads through: merge it down into ours instead
         m.domain.block(disk.device, m.job_timeout).commit(upper, frozen)
         tree.repoint_image(upper, frozen, new_backing=base, key=real)
+        refresh_checksums(m, tree, {upper: frozen}, "the delete of snapshot '%s' merged into it" % snap.name)
     else:
         m.qemu_img.rebase(upper, base, base_fmt)
+        refresh_checksums(m, tree, {upper: upper}, "the delete of snapshot '%s' rebased it" % snap.name)
     m.view.invalidate()

@@ -25,6 +25,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains im
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, disk_usage, install, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
 
 COMPRESSIONS = ('zstd', 'zlib', 'none')
 
@@ -77,6 +78,8 @@ def plan_optimize(manager, tree, disks=None, compression='none', sparsify=True):
         record = m.store.optimized()
         for path in layers:
             saved = _rewrite(m, path, compression if compression != 'none' else None)
+            if saved:
+                refresh_checksums(m, tree, {path: path}, 'it was rewritten (optimized)')
             extra['optimized'].append(dict(file=path, saved=saved))
             extra['space_saved'] += saved
             record[path] = dict(stamp=_stamp(path), settings=settings)

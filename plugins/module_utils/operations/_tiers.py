@@ -20,6 +20,7 @@ import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import needed_files, real
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, disk_usage, install, require_free
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
 
 
 def _under(path, directory):
@@ -66,11 +67,14 @@ def move_layer(manager, tree, path, tier_root):
     m.qemu_img.copy_sparse(path, tmp)
     install(tmp, dest)
     fmt = m.view.info(path).format
+    rebased = {}
     for top in m.all_tops(tree):
         for image in m.view.chain(top):
             if real(m.view.backing(image) or '') == real(path):
                 m.qemu_img.rebase(image, dest, fmt, unsafe=True)
+                rebased[image] = image
     tree.repoint_image(path, dest, key=real)
+    refresh_checksums(m, tree, dict(rebased, **{path: dest}), 'a move to %s' % dest_dir)
     m.store.save(tree)
     m.view.invalidate()
     os.unlink(path)

@@ -33,7 +33,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import fsync_dir, install, replace_file
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
-from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import crash_point
+from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import LEAKS_COPIED, MOVED_REBASED, RECREATE_FILES, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, NovaError, Refused, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, iso_time
 from ansible_collections.nova.snapshots.plugins.module_utils.model._verify_report import (
@@ -41,11 +41,6 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._verify_repor
     checksum_verdict,
     longest_chain,
 )
-
-# crash points of the repairs (model/_crash.py; the integration tests kill the module there)
-LEAKS_COPIED = 'verify-leaks-copied'          # the leak-repaired copy proven equal, not yet renamed over the image
-MOVED_REBASED = 'verify-moved-rebased'        # the images above a moved file repointed, the records not yet
-RECREATE_FILES = 'verify-recreate-files'      # a recreated snapshot's new files in place, the store not switched yet
 
 FIX_RESTORE = ('restore the file from a verified copy; for a snapshot without children, '
                'state=repaired with recreate=from_parent replaces it by its parent\'s state')
