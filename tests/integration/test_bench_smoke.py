@@ -19,7 +19,9 @@ SMALLEST = {
     'NOVA_BENCH_LAYER_MIB': '16',
     'NOVA_BENCH_POLICY_VMS': '2',
     'NOVA_BENCH_FLEET_VMS': '2',
-    'NOVA_BENCH_SMOKE': '1',
+    'NOVA_BENCH_VERIFY_LAYERS': '1',
+    'NOVA_BENCH_VERIFY_LAYER_MIB': '16',
+    'NOVA_BENCH_EXPORT_MIB': '16',
 }
 LINE = re.compile(r'^[a-z0-9_]+: ours=[0-9.]+(\S*) (peer|limit)=[0-9.]+(\S*)( ratio=[0-9.]+)?( .*)?$')
 
