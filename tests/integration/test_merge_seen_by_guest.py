@@ -151,6 +151,7 @@ def test_uncommitted_writes_sharing_a_cluster_with_the_source_are_a_conflict(mak
     guest.write_marker('vda', MU, 'main-uncommitted')
     guest.write_marker('vda', F1 + 4096, 'main-shared')         # same cluster as the source's block at F1
     task(TREE, guest, state='switched', name='feature')
+    guest.start()                                               # feature starts shut off, on root
     guest.write_marker('vda', F1, 'feat-1')
     task(SNAP, guest, name='f1', snapshot_type='disk_only')
     task(TREE, guest, state='switched', name='main')
