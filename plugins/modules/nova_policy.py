@@ -18,7 +18,7 @@ description:
   - One snapshot is taken per run and domain, tagged with every period that is due
     (C(nova-policy:<name>), C(period:daily), C(period:hourly), ..., C(policy-at:<UTC time>)), category C(policy).
   - Retention follows sanoid - for each period with a count N the newest N snapshots of that period
-    are kept, and an older one is pruned only when more than N exist and it is older than N periods.
+    are kept and every older one is pruned, however young (a first run's catch-up snapshot included).
     A snapshot is kept if any of its periods keeps it. Only snapshots this policy took are ever pruned;
     snapshots taken by hand, by another policy, or tagged C(protected) never are. Pruning is
     M(nova.snapshots.nova_snapshot)'s safe delete (children are kept, no data another snapshot needs is lost).

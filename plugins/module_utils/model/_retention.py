@@ -7,24 +7,24 @@
 
 """The retention planner: which of a policy's snapshots to keep and which to prune. Pure Python, no I/O.
 
-Sanoid's rules. Per period with a count N: the newest N snapshots serving that period are kept; an
-older one is pruned only when more than N exist and it is older than N periods. A snapshot may
-serve several periods (one snapshot taken when the daily and the hourly were both due) and is kept
-when any of them keeps it. Snapshots the policy did not create, and ones tagged `protected`, are
-never pruned. A period without a count keeps all of its snapshots.
+Sanoid's rules. Per period with a count N: the newest N snapshots serving that period are kept and
+the older ones are pruned. A snapshot may serve several periods (one snapshot taken when the daily
+and the hourly were both due) and is kept when any of them keeps it. Snapshots the policy did not
+create, and ones tagged `protected`, are never pruned. A period without a count keeps all of its
+snapshots.
 
-"Older than N periods" uses the shortest length a period can have (a month of 28 days, a year of
-365), so that with one snapshot per scheduled instant exactly the newest N of each period stay.
+There is no age rule ("kept while younger than N periods"): a snapshot serves the scheduled
+instant it was due for, not the moment it was taken, so a first run's catch-up (taken at 00:30 for
+the previous day's 02:00) was held back by it as a third daily of `daily: 2` for up to two days.
+The due rule already makes one snapshot per scheduled instant, so the newest N are exactly the
+last N instants taken.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-CONDITIONAL = 'conditional'    # snapshots taken only because of a condition; no age rule
-PERIOD_SECONDS = {'hourly': 3600, 'daily': 86400, 'weekly': 7 * 86400,
-                  'monthly': 28 * 86400, 'yearly': 365 * 86400}
+CONDITIONAL = 'conditional'    # snapshots taken only because of a condition
 ORDER = {'hourly': 0, 'daily': 1, 'weekly': 2, 'monthly': 3, 'yearly': 4, CONDITIONAL: 5}
-UNITS = {'hourly': 'hours', 'daily': 'days', 'weekly': 'weeks', 'monthly': 'months', 'yearly': 'years'}
 
 
 class Record(object):
@@ -63,7 +63,10 @@ def _ordinal(n):
 
 
 def plan_retention(records, retain, now):
-    """Plan retention of `records` at `now` (epoch seconds) under `retain` (period -> count)."""
+    """Plan retention of `records` under `retain` (period -> count).
+
+    `now` (epoch seconds) is the instant enforced; the rules do not depend on it (no age rule), it is
+    kept so that callers need not change."""
     keep_rules, prune_rules, owned = {}, {}, []
     by_period = {}
     for rec in records:
@@ -85,13 +88,9 @@ def plan_retention(records, retain, now):
             for rec in recs:
                 keep_rules.setdefault(rec.key, []).append(rule)
             continue
-        min_age = count * PERIOD_SECONDS.get(period, 0)
         for i, rec in enumerate(recs):
             if i < count:
                 keep_rules.setdefault(rec.key, []).append('%s %d of %d' % (period, i + 1, count))
-            elif period != CONDITIONAL and now - rec.time < min_age:
-                keep_rules.setdefault(rec.key, []).append(
-                    '%s %d of %d, kept while younger than %d %s' % (period, i + 1, count, count, UNITS[period]))
             else:
                 prune_rules.setdefault(rec.key, []).append(
                     '%s: %s newest of %d, %d kept' % (period, _ordinal(i + 1), len(recs), count))

@@ -30,7 +30,13 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import
     crash_point,
 )
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, Failed, NotFound, NovaError, Refused, SnapshotNotFound
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._merge import apply_merge, plan_merge as merge_plan
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._merge import (
+    CarryPlan,
+    MergeConflict,
+    apply_merge,
+    plan_carry,
+    plan_merge as merge_plan,
+)
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import Branch, SnapshotDisk, VmSnapshot, new_id, validate_name
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import MEMORY_MARGIN, require_free
@@ -58,6 +64,7 @@ class _Merging(object):
         self.ancestor = ancestor
         self.target_branch = target_branch
         self.active = active
+        self.carried = {}       # device -> CarryPlan of the target's own writes since its tip
 
 
 class TreeManager(object):
@@ -279,10 +286,13 @@ class TreeManager(object):
                           "domain '%s' is %s" % (target, self.m.domain.name, self.m.domain.state))
         mg = _Merging(source_tip, target_tip, ancestor, target_branch, active)
         before = dict(target=target, head=target_tip.name)
+        tops = self._own_tops(tree, target, active)
         if ancestor.id == target_tip.id:
+            conflicts = self._plan_carry(mg, tops, target, conflict, ancestor)
             actions = ['fast-forward %s from %s to %s' % (target, target_tip.name, source_tip.name)]
+            actions += self._carry_actions(mg)
             return Plan(True, actions, before=before, after=dict(target=target, head=source_tip.name),
-                        apply=lambda: self._fast_forward(tree, target, mg), extra=dict(conflicts=[]))
+                        apply=lambda: self._fast_forward(tree, target, mg), extra=dict(conflicts=conflicts))
         name = result_name or 'merge-%s-into-%s' % (source, target)
         validate_name(name)
         if tree.by_name(name) is not None:
@@ -296,9 +306,13 @@ class TreeManager(object):
                                             conflict, device=disk.device)
             conflicts += ['%s: bytes %d-%d changed on both sides' % (disk.device, off, off + length - 1)
                           for off, length in plans[disk.device].conflicts]
+        for line in self._plan_carry(mg, tops, target, conflict, ancestor):
+            if line not in conflicts:
+                conflicts.append(line)
         actions = ['merge %s into %s against %s (%s), as snapshot %s'
                    % (source_tip.name, target, ancestor.name,
                       ', '.join('%s: %d ranges from the source' % (d, len(p.copy)) for d, p in sorted(plans.items())), name)]
+        actions += self._carry_actions(mg)
         return Plan(True, actions, before=before, after=dict(target=target, head=name),
                     apply=lambda: self._three_way(tree, target, name, mg, plans), extra=dict(conflicts=conflicts))
 
@@ -334,20 +348,61 @@ class TreeManager(object):
             tree.branches[name] = Branch(name, base=tip.id, created_at=int(time.time()))
         return tree.branches[name]
 
-    def _carry_over(self, tree, branch, active, new_tip):
-        """Put the branch's own uncommitted writes on top of its new tip (header-only rebase)."""
+    def _own_tops(self, tree, target, active):
+        """The target branch's own images on its tip (its writes since), per device: the VM's
+        disks for the active branch, the overlays it was left on for another one."""
         if active:
             disks = dict((d.target, d.source_file) for d in self.m.domain_xml(inactive=True).disks if d.writable)
         else:
-            disks = dict(branch.disks)
+            branch = tree.branches.get(target)
+            disks = dict(branch.disks) if branch is not None else {}
+        return dict((dev, path) for dev, path in disks.items()
+                    if path and self.m.store.owns(path) and os.path.exists(path))
+
+    def _plan_carry(self, mg, tops, target, conflict, ancestor):
+        """Plan carrying the target's own writes over (mg.carried); returns the conflicts they take part in.
+
+        Those writes are the target's side of the merge as much as its snapshots are: a cluster
+        they and the source both changed is a conflict, and a source block in a cluster they
+        allocated would be shadowed by the rebased top unless written into it."""
+        conflicts = []
+        for disk in mg.target_tip.disk_files:
+            top, theirs, base = tops.get(disk.device), mg.source_tip.disk(disk.device), ancestor.disk(disk.device)
+            if top is None:
+                continue
+            if theirs is None or base is None:      # nothing of the source to merge on this disk
+                mg.carried[disk.device] = CarryPlan(disk.device, top, [], [])
+                continue
+            try:
+                carry = plan_carry(self.m.qemu_img, base.file_path, theirs.file_path, disk.file_path, top, conflict,
+                                   device=disk.device)
+            except MergeConflict as e:
+                raise Conflict("%s (writes of branch '%s' since its tip snapshot '%s', not yet in a snapshot)"
+                               % (e.msg, target, mg.target_tip.name), device=e.device, conflicts=e.conflicts)
+            mg.carried[disk.device] = carry
+            conflicts += ['%s: bytes %d-%d changed on both sides' % (disk.device, off, off + length - 1)
+                          for off, length in carry.conflicts]
+        return conflicts
+
+    @staticmethod
+    def _carry_actions(mg):
+        return ['keep the writes of %s since %s on top (%s: %d ranges of the source written into it)'
+                % (mg.target_branch.name if mg.target_branch else 'the target', mg.target_tip.name, dev, len(c.write))
+                for dev, c in sorted(mg.carried.items()) if c.write]
+
+    def _carry_over(self, mg, new_tip):
+        """Put the branch's own uncommitted writes on top of its new tip: a header-only rebase of its
+        top, then the source's bytes the top would shadow (planned in mg.carried) written into it."""
         for d in new_tip.disk_files:
-            overlay = disks.get(d.device)
-            if overlay and self.m.store.owns(overlay) and os.path.exists(overlay):
-                self.m.qemu_img.rebase(overlay, d.file_path, d.format, unsafe=True)
+            carry = mg.carried.get(d.device)
+            if carry is None:
+                continue
+            self.m.qemu_img.rebase(carry.top, d.file_path, d.format, unsafe=True)
+            apply_merge(self.m.qemu_img, mg.source_tip.disk(d.device).file_path, carry.top, carry.write)
 
     def _fast_forward(self, tree, target, mg):
         branch = self._ensure_branch(tree, target, mg.target_tip)
-        self._carry_over(tree, branch, mg.active, mg.source_tip)
+        self._carry_over(mg, mg.source_tip)
         branch.head = mg.source_tip.id
         if mg.active:
             tree.current = mg.source_tip.id
@@ -373,7 +428,7 @@ class TreeManager(object):
                           parent_snapshot=mg.target_tip.id, merge_parents=[mg.source_tip.id])
         self.m.store.save_snapshot_xml(snap_id, self._snapshot_xml(snap, mg.target_tip.name))
         tree.add(snap, make_current=mg.active)
-        self._carry_over(tree, branch, mg.active, snap)
+        self._carry_over(mg, snap)
         branch.head = snap_id
         self.m.store.save(tree)
         crash_point(MERGE_RECORDED)

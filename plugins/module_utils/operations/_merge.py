@@ -233,3 +233,38 @@ def apply_merge(qemu_img, source, result, ranges, fmt='qcow2', result_fmt='qcow2
     for start, end in spans:
         qemu_img.copy_bytes(source, fmt, result, result_fmt, start, end - start)
     return sum(end - start for start, end in spans)
+
+
+class CarryPlan(object):
+    """What carrying a branch's own writes (its top image `top`, an overlay on its old tip) over onto
+    the merge result needs besides the header-only rebase.
+
+    The top's clusters shadow the merge result wherever the top allocated them, and qcow2 allocates
+    whole clusters: a 12-byte write copies the other 65524 bytes of its cluster from the old tip.
+    So the top is planned as the target's side of the merge (its writes since the tip count as
+    changes), and `write` are the ranges of the source to write into the top itself (with policy
+    `source`, the conflicts the top shadows); `conflicts` are the ones the top's writes take part in.
+    """
+
+    def __init__(self, device, top, write, conflicts):
+        self.device = device
+        self.top = top
+        self.write = write
+        self.conflicts = conflicts
+
+
+def plan_carry(qemu_img, ancestor, source, tip, top, policy='fail', device=None, tmpdir=None):
+    """Plan carrying `top` (an overlay whose backing file is `tip`) over onto the merge of `source`
+    (changes since `ancestor`) into `tip`; returns a CarryPlan.
+
+    Raises MergeConflict when the top's own writes and the source changed a cluster differently and
+    the policy is `fail`; Refused when `tip` is not the top's backing file (a header-only rebase
+    would then drop the layers between them).
+    """
+    backing = qemu_img.info(top).backing_file
+    if not backing or os.path.realpath(backing) != os.path.realpath(tip):
+        raise Refused('%s%s is not an overlay on %s (its backing file is %s); its writes cannot be carried over'
+                      % ('%s: ' % device if device else '', top, tip, backing), image=top, tip=tip)
+    plan = plan_merge(qemu_img, ancestor, source, top, policy, device=device, tmpdir=tmpdir)
+    own = _spans(changed_ranges(qemu_img, top, tip))
+    return CarryPlan(device, top, _ranges(_intersect(_spans(plan.copy), own)), plan.conflicts)
