@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nova_snapshot_export
 short_description: Export a snapshot as a portable bundle, an OVA, or its disks
-version_added: 0.2.0
+version_added: 1.0.0
 description:
   - Writes what a snapshot of a libvirt domain holds to O(dest) while the VM keeps running. The
     snapshot's frozen images never change, so they are read as they are; the VM is never paused.

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nova_snapshot_import
 short_description: Import an exported snapshot (bundle, OVA, disk images) as a new libvirt domain
-version_added: 0.2.0
+version_added: 1.0.0
 description:
   - Reads what M(nova.snapshots.nova_snapshot_export) wrote, or any OVA with a SHA256 manifest, or
     plain disk images, and defines a new domain from it.
