@@ -24,6 +24,7 @@ import subprocess
 import uuid
 
 from common import URI, Hypervisor, QemuImg, manager, report, run_command, timed, virsh  # first: sets sys.path
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create  # noqa: E402
 import testbed
 from bench_chain import build_chain, guest_on
 
@@ -41,7 +42,7 @@ def qemu(*args):
 def take(guest, name):
     m = manager(guest)
     try:
-        return m.run(False, lambda tree: m.plan_create(tree, name, 'disk_only'))['snapshot']
+        return m.run(False, lambda tree: plan_create(m, tree, name, 'disk_only'))['snapshot']
     finally:
         m.hypervisor.close()
 

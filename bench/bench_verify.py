@@ -98,7 +98,7 @@ def compare(label, ours_fn, peer_fn, nbytes):
         ours.append(timed(ours_fn))
         peer.append(timed(peer_fn))
     report(label, ours, peer)
-    print('%s: bytes=%d ours=%s peer=%s' % (label, nbytes, rate(nbytes, statistics.median(ours)),
+    print('# %s: bytes=%d ours=%s peer=%s' % (label, nbytes, rate(nbytes, statistics.median(ours)),
                                             rate(nbytes, statistics.median(peer))), flush=True)
 
 
@@ -144,7 +144,7 @@ def main(conn):
         create = statistics.median(create_times)
         size = sum(os.path.getsize(p) for p, _f in frozen_files(last))
         report('record_cost_sha256', [create + extra], [create])
-        print('record_cost_sha256: frozen=%d bytes create=%.3fs record=%.3fs (%s)' % (size, create, extra, rate(size, extra)),
+        print('# record_cost_sha256: frozen=%d bytes create=%.3fs record=%.3fs (%s)' % (size, create, extra, rate(size, extra)),
               flush=True)
     finally:
         guest.cleanup()

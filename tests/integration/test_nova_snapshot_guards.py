@@ -161,6 +161,7 @@ def test_several_disks_all_or_none(make_guest):
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'bench'))
     from common import manager
     from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+    from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import create
 
     guest = make_guest(disks=2)
     write_markers_here(guest)
@@ -171,7 +172,7 @@ def test_several_disks_all_or_none(make_guest):
     m.store.make_dir(m.store.snapshot_dir(snap_id))
     os.mkdir(m.store.overlay_path(snap_id, 'vdb'))
     with pytest.raises(NovaError) as e:
-        m._create(tree, snap_id, 'half', 'disk_only', dom, {'vda', 'vdb'}, False, None, [], None, False)
+        create(m, tree, snap_id, 'half', 'disk_only', dom, {'vda', 'vdb'}, False, None, [], None, False)
     assert 'vdb' in e.value.msg
     m.hypervisor.close()
     assert libvirt_names(guest) == []

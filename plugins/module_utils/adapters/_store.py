@@ -240,6 +240,7 @@ class Store(object):
             os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), operation=operation,
                                          since=int(time.time()), boot_id=boot_id())).encode())
             yield
+            os.ftruncate(fd, 0)     # released: the file must not name a past holder as the present one
         finally:
             os.close(fd)   # closing releases the flock
 
