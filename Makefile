@@ -14,6 +14,8 @@ setup:
 
 demo: setup
 	$(VENV)/bin/ansible-playbook -i localhost, demo/demo.yml
+	tests/fleet/fleet.sh up 3
+	$(VENV)/bin/ansible-playbook -i demo/fleet/inventory demo/fleet.yml
 
 demo-clean:
 	-virsh -c qemu:///system destroy nova-demo
@@ -24,6 +26,7 @@ demo-clean:
 	-virsh -c qemu:///system undefine nova-demo-chain --snapshots-metadata
 	rm -rf /var/lib/nova-demo /var/lib/nova/snapshots/nova-demo /var/lib/nova/snapshots/nova-demo-web \
 	       /var/lib/nova/snapshots/nova-demo-chain /var/lib/nova/snapshots/policies/demo-hourly.json
+	tests/fleet/fleet.sh down
 
 # Three simulated hypervisors (tests/fleet/fleet.sh), one policy from group_vars, one run over them.
 demo-fleet: setup
