@@ -98,8 +98,8 @@ def compare(label, ours_fn, peer_fn, nbytes):
         ours.append(timed(ours_fn))
         peer.append(timed(peer_fn))
     report(label, ours, peer)
-    print('# %s: bytes=%d ours=%s peer=%s' % (label, nbytes, rate(nbytes, statistics.median(ours)),
-                                            rate(nbytes, statistics.median(peer))), flush=True)
+    detail = (label, nbytes, rate(nbytes, statistics.median(ours)), rate(nbytes, statistics.median(peer)))
+    print('# %s: bytes=%d ours=%s peer=%s' % detail, flush=True)
 
 
 def main(conn):
