@@ -11,7 +11,8 @@ exec 9>"${NOVA_SETUP_LOCK:-/tmp/nova-snapshots-setup.lock}"
 flock 9
 
 packages=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config
-          gcc python3-dev python3-venv busybox-static cpio gzip qemu-guest-agent shellcheck)
+          gcc python3-dev python3-venv busybox-static cpio gzip qemu-guest-agent shellcheck
+          virt-v2v)   # an independent reader of our OVA exports (tests)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
