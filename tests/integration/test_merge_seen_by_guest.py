@@ -8,23 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from testbed import guest_task, run_task
+from testbed import WEB_SERVER_TREE, guest_task, run_task
 
 TREE = 'nova.snapshots.nova_snapshot_tree'
 SNAP = 'nova.snapshots.nova_snapshot'
 
-# The seed's web-server tree; each step's marker in its own 64 KiB qcow2 cluster (a block-level
-# merge works in clusters, so markers sharing one would be conflicts).
-SEED = [  # (snapshot, parent, step)
-    ('base-install', None, 1),
-    ('security-updates', 'base-install', 2),
-    ('app-v1.0', 'security-updates', 3),
-    ('app-v1.1', 'app-v1.0', 4),
-    ('testing-branch', 'app-v1.0', 5),
-    ('experimental-feature', 'testing-branch', 6),
-    ('minimal-config', 'base-install', 7),
-    ('production-ready', 'minimal-config', 8),
-]
+# The seed's web-server tree (testbed.WEB_SERVER_TREE); here each step's marker goes in its own 64 KiB
+# qcow2 cluster (a block-level merge works in clusters, so markers sharing one would be conflicts).
+SEED = WEB_SERVER_TREE
 STEPS = range(1, 12)       # 1-8 the seed's steps; 9-11 written after the tips (uncommitted)
 
 

@@ -10,22 +10,13 @@ import os
 import pytest
 
 from ansible_collections.nova.snapshots.plugins.module_utils.model import _crash as crash
-from testbed import assert_ram_restored, guest_task, run_task, ticks_around
+from testbed import WEB_SERVER_TREE, assert_ram_restored, guest_task, run_task, ticks_around
 
 TREE = 'nova.snapshots.nova_snapshot_tree'
 SNAP = 'nova.snapshots.nova_snapshot'
 
-# The seed's tree, and the marker each snapshot's step writes before it is taken.
-SEED = [  # (snapshot, parent, step)
-    ('base-install', None, 1),
-    ('security-updates', 'base-install', 2),
-    ('app-v1.0', 'security-updates', 3),
-    ('app-v1.1', 'app-v1.0', 4),
-    ('testing-branch', 'app-v1.0', 5),
-    ('experimental-feature', 'testing-branch', 6),
-    ('minimal-config', 'base-install', 7),
-    ('production-ready', 'minimal-config', 8),
-]
+# The seed's tree (testbed.WEB_SERVER_TREE), and the marker each snapshot's step writes before it is taken.
+SEED = WEB_SERVER_TREE
 SEED_TEXT = """VM: {vm}
 │
 ├─ base-install (root)

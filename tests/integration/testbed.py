@@ -24,6 +24,17 @@ import libvirt
 from lxml import etree
 
 URI = 'qemu:///system'
+# The web-server snapshot tree of the nova design: (snapshot, parent, step that writes its marker).
+WEB_SERVER_TREE = [
+    ('base-install', None, 1),
+    ('security-updates', 'base-install', 2),
+    ('app-v1.0', 'security-updates', 3),
+    ('app-v1.1', 'app-v1.0', 4),
+    ('testing-branch', 'app-v1.0', 5),
+    ('experimental-feature', 'testing-branch', 6),
+    ('minimal-config', 'base-install', 7),
+    ('production-ready', 'minimal-config', 8),
+]
 GUEST_DIR = os.environ.get('NOVA_TEST_GUEST_DIR', '/var/cache/nova-snapshots/guest')
 WORK_DIR = os.environ.get('NOVA_TEST_WORK_DIR', '/var/lib/nova-test')
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
