@@ -12,10 +12,11 @@ scripts/release-check.sh
 release=$?
 
 echo "== unit and integration tests (pytest, two workers: the guests mostly wait, so two cores serve two)"
-.venv/bin/pytest -n 2 --durations=15 tests/unit tests/integration
+mkdir -p .build/test-results     # per-test times (JUnit XML) for finding what makes the run long
+.venv/bin/pytest -n 2 --durations=15 --junitxml=.build/test-results/main.xml tests/unit tests/integration
 pytest_rc=$?
 
 echo "== the fleet: three hypervisors on this machine, reached over ssh (one pytest process: they share the fleet)"
-.venv/bin/pytest --durations=5 tests/fleet
+.venv/bin/pytest --durations=5 --junitxml=.build/test-results/fleet.xml tests/fleet
 fleet_rc=$?
 [ $release -eq 0 ] && [ $pytest_rc -eq 0 ] && [ $fleet_rc -eq 0 ]
