@@ -110,6 +110,8 @@ options:
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
+  - nova.snapshots.encryption
+  - nova.snapshots.encryption.create
 attributes:
   check_mode:
     support: full
@@ -249,6 +251,12 @@ snapshot:
     quiesced:
       description: Whether guest filesystems were frozen for it.
       type: bool
+    encrypted:
+      description: Whether its overlays are LUKS-encrypted and its memory file encrypted (O(encrypt)).
+      type: bool
+    memory_compression:
+      description: C(zstd) when its memory file is compressed, else null.
+      type: str
   sample:
     id: 20261125T204700-3fa2b1
     name: before-update
@@ -279,6 +287,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils._common import argu
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import BLAKE3_IMPORT_ERROR, HAS_BLAKE3
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._delete import plan_delete
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import ENCRYPTION_SPEC, missing_library
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import plan_revert
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import checksum_finisher
 
@@ -286,10 +295,11 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify 
 def plan(manager, tree, p):
     if p['state'] == 'present':
         return plan_create(manager, tree, p['name'], p['snapshot_type'], description=p['description'], tags=p['tags'],
-                           category=p['category'], disks=p['disks'], quiesce=p['quiesce'])
+                           category=p['category'], disks=p['disks'], quiesce=p['quiesce'], key_file=p['key_file'],
+                           encrypt=p['encrypt'], memory_compression=p['memory_compression'])
     if p['state'] == 'reverted':
-        return plan_revert(manager, tree, p['name'], after=p['after'], force=p['force'])
-    return plan_delete(manager, tree, p['name'], children=p['children'])
+        return plan_revert(manager, tree, p['name'], after=p['after'], force=p['force'], key_file=p['key_file'])
+    return plan_delete(manager, tree, p['name'], children=p['children'], key_file=p['key_file'])
 
 
 def main():
@@ -310,9 +320,14 @@ def main():
             children=dict(type='str', default='keep', choices=['keep', 'delete']),
             job_timeout=dict(type='int', default=600),
             checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
+            **ENCRYPTION_SPEC
         ),
+        required_if=[('encrypt', True, ['key_file'])],
         supports_check_mode=True,
     )
+    missing = missing_library(module.params)
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     if module.params['checksum'] == 'blake3' and not HAS_BLAKE3:
         module.fail_json(msg=missing_required_lib('blake3'), exception=BLAKE3_IMPORT_ERROR)
     run_plan(module, plan, finish=checksum_finisher(module.params, module.check_mode))    # nova_snapshot_verify
