@@ -166,9 +166,16 @@ def create(m, tree, snap_id, name, snapshot_type, dom, targets, with_memory, des
         frozen.append(SnapshotDisk(disk.target, disk.source_file, disk.driver_type or 'raw',
                                    (backing or None) if backing is not None else m.backing(disk.source_file)))
     live = overlay and with_memory and m.domain.state == 'running'
+    made_here = []
     try:
+        if crypt is not None:
+            for disk in dom.disks:
+                if disk.target in targets and disk.device in (None, 'disk'):
+                    made_here.append(store.overlay_path(snap_id, disk.target))
+                    crypt.create_overlay(made_here[-1], disk.source_file, disk.driver_type or 'raw')
         made = SnapshotXML(m.domain.create_snapshot(sx.to_string(), disk_only=not with_memory and overlay,
-                                                    quiesce=quiesce, live=live))
+                                                    quiesce=quiesce, live=live, reuse_external=bool(made_here)))
+        made_here = []
         if encode:
             _encryption.seal_memory(sx.memory_file, store.memory_path(snap_id), crypt.key if crypt else None, compression)
             made.memory_file = store.memory_path(snap_id)
@@ -176,6 +183,9 @@ def create(m, tree, snap_id, name, snapshot_type, dom, targets, with_memory, des
     finally:
         if remove_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+        for path in made_here:      # libvirt did not take them
+            if os.path.exists(path):
+                os.unlink(path)
     if with_memory and overlay:
         os.chmod(store.memory_path(snap_id), 0o600)
     nvram = None
