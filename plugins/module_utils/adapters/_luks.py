@@ -30,9 +30,11 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._xml impor
 
 
 # Milliseconds of PBKDF2 work a LUKS key slot costs to open. QEMU's default (2000) is paid again by
-# every layer of a chain at every start, restore and block job; a key file holds a long random key,
-# which needs no key stretching (see docs/encryption.md for the figures).
-ITER_TIME_MS = 250
+# every layer of a chain at every start, restore and block job; half of it still stretches a
+# passphrase, and a key file should hold a long random key anyway (docs/encryption.md). Much lower
+# values make QEMU 7.2's PBKDF2 calibration fail on a busy host ("Unable to get accurate CPU usage").
+ITER_TIME_MS = 1000
+CALIBRATION_FAILED = 'Unable to get accurate CPU usage'
 
 
 def encryption_element(source, secret_uuid):
@@ -78,6 +80,15 @@ def create_overlay(qemu_img, path, backing, backing_format, size, key_file):
     `-u` with the size given: the backing image is not opened (it may itself be encrypted)."""
     if not os.path.isabs(backing):
         raise QemuImgFailed('refusing a relative backing path %r for %s' % (backing, path))
-    qemu_img.run('create', '-q', '-u', '-f', 'qcow2', '--object', 'secret,id=nova-sec0,file=%s' % key_file,
-                 '-o', 'encrypt.format=luks,encrypt.key-secret=nova-sec0,encrypt.iter-time=%d' % ITER_TIME_MS,
-                 '-F', backing_format, '-b', backing, path, str(size))
+    args = ('create', '-q', '-u', '-f', 'qcow2', '--object', 'secret,id=nova-sec0,file=%s' % key_file,
+            '-o', 'encrypt.format=luks,encrypt.key-secret=nova-sec0,encrypt.iter-time=%d' % ITER_TIME_MS,
+            '-F', backing_format, '-b', backing, path, str(size))
+    for attempt in (1, 2, 3):
+        try:
+            qemu_img.run(*args)
+            return
+        except QemuImgFailed as e:
+            if CALIBRATION_FAILED not in e.msg or attempt == 3:
+                raise
+            if os.path.exists(path):
+                os.unlink(path)
