@@ -22,6 +22,9 @@ description:
     rebase when it is off), and libvirt's metadata is kept in step.
   - Keeps a crash-safe metadata store under O(storage_dir); snapshots made outside the collection
     (with virsh) are adopted into it.
+  - Encrypts snapshots with O(encrypt) and O(key_file) (LUKS qcow2 overlays, AES-256-GCM memory
+    files that never reach a disk in clear) and compresses memory files with O(memory_compression);
+    see C(docs/encryption.md).
 options:
   domain:
     description: Name of the libvirt domain (VM).
@@ -140,6 +143,29 @@ EXAMPLES = r'''
     description: Before major update
     tags: [update, security]
     category: maintenance
+
+# nova snapshot create web-server encrypted-backup --encrypt --key-file /secure/keys/snapshot.key
+- name: An encrypted snapshot with RAM (the key file is readable by root only)
+  nova.snapshots.nova_snapshot:
+    domain: web-server
+    name: encrypted-backup
+    snapshot_type: memory
+    encrypt: true
+    key_file: /secure/keys/snapshot.key
+
+- name: Revert to it; encrypted snapshots need the key to be reverted or deleted
+  nova.snapshots.nova_snapshot:
+    domain: web-server
+    name: encrypted-backup
+    state: reverted
+    key_file: /secure/keys/snapshot.key
+
+- name: A snapshot with RAM whose memory file is zstd-compressed
+  nova.snapshots.nova_snapshot:
+    domain: web-server
+    name: compact
+    snapshot_type: memory
+    memory_compression: zstd
 
 - name: A quiesced disk-only snapshot of the data disk only
   nova.snapshots.nova_snapshot:

@@ -15,6 +15,7 @@ import subprocess
 
 import libvirt
 import pytest
+from lxml import etree
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import decode, describe
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import secret_uuid
@@ -57,7 +58,6 @@ def snapshot_files(record):
 
 
 def top(guest, dev='vda'):
-    from lxml import etree
     root = etree.fromstring(guest.dom.XMLDesc(0).encode())
     for disk in root.findall('devices/disk'):
         if disk.find('target').get('dev') == dev:
@@ -129,6 +129,12 @@ def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
     assert 'wrong key' in fails(guest, name='s2', snapshot_type='disk_only', key_file=wrong)
     s2 = ok(guest, name='s2', snapshot_type='disk_only', key_file=good)['snapshot']
     assert s2['encrypted'] is True and top(guest)[1]
+    # the persistent definition describes the whole chain with each encrypted layer's secret and
+    # engine='qemu' (without it libvirt 9.0 cannot start the VM from that definition again)
+    disk = etree.fromstring(guest.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode()).find('devices/disk')
+    layers = [disk.find('source')] + disk.findall('.//backingStore/source')
+    assert [e.find('encryption') is not None for e in layers] == [True, True, False]
+    assert set(e.find('encryption').get('engine') for e in layers[:2]) == {'qemu'}
     write_markers(guest, 3)
 
     # revert: without the key, or with the wrong one, nothing changes
