@@ -102,7 +102,7 @@ class TreeManager(object):
     def plan_branch(self, tree, name, start, switch=False):
         validate_name(name, 'branch')
         if switch:
-            refuse_encrypted(self.m, tree, 'a branch switch')
+            refuse_encrypted(self.m, tree, 'a branch switch', memory=True)
         snap = tree.by_name(start)
         if snap is None:
             raise SnapshotNotFound(self.m.domain.name, start)
@@ -130,7 +130,7 @@ class TreeManager(object):
     # -- switched -----------------------------------------------------------------------------
     def plan_switch(self, tree, name, start=None):
         """Make `name` the VM's line: a branch, or a snapshot (a branch of that name starts there)."""
-        refuse_encrypted(self.m, tree, 'a branch switch')
+        refuse_encrypted(self.m, tree, 'a branch switch', memory=True)
         branch = tree.branches.get(name)
         if branch is None and start is None:
             start = tree.by_name(name)

@@ -118,9 +118,15 @@ def encrypted_parts(m, tree=None, dom=None):
     return parts
 
 
-def refuse_encrypted(m, tree, what):
-    """For operations that do not handle encrypted chains yet: refuse before changing anything."""
+def refuse_encrypted(m, tree, what, memory=False):
+    """For operations that do not handle encrypted chains yet: refuse before changing anything.
+    With `memory`, also for compressed memory files (the operation restores or copies RAM as a
+    plain libvirt save image)."""
     parts = encrypted_parts(m, tree, m.domain_xml())
+    zipped = [s.name for s in tree.ordered() if getattr(s, 'memory_compression', None)] if memory else []
+    if zipped and not parts:
+        raise Refused("domain '%s' has snapshots with compressed memory files (%s), and %s does not read "
+                      "those yet; nothing was changed" % (m.domain.name, ', '.join(zipped), what))
     if parts:
         raise Refused("domain '%s' has encrypted %s, and %s does not work on encrypted chains yet "
                       "(it would need to read or rewrite LUKS layers); nothing was changed"

@@ -105,7 +105,7 @@ class Exporter(object):
             snap = tree.by_name(name)
             if snap is None:
                 raise SnapshotNotFound(self.m.domain.name, name)
-            refuse_encrypted(self.m, tree, 'export')
+            refuse_encrypted(self.m, tree, 'export', memory=include_memory)
             base = self._base(tree, snap, incremental_from) if incremental_from else None
             self._check_intact(snap, include_memory)
             same = self._existing(dest, fmt, snap, base, force)
