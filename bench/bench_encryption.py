@@ -41,7 +41,7 @@ def mib(path):
 
 def main(conn):
     os.makedirs(testbed.WORK_DIR, exist_ok=True)
-    enc, plain = (testbed.Guest(conn, disks=1) for _ in range(2))
+    enc, plain = testbed.Guest(conn, disks=1), testbed.Guest(conn, disks=1)
     key_file = os.path.join(enc.dir, 'bench.key')
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, os.urandom(32).hex().encode())
