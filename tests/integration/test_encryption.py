@@ -96,9 +96,16 @@ def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
     assert 'internal snapshot' in fails(guest, name='s1', snapshot_type='internal', encrypt=True, key_file=good)
     assert names(guest) == []
 
+    # check mode: planned, key checked, nothing written (no key verifier, no libvirt secret)
+    planned = ok(guest, check=True, name='s1', snapshot_type='memory', encrypt=True, key_file=good)
+    assert planned['changed'] is True and planned['diff']['after']['encrypted'] is True
+    assert not os.path.exists(os.path.join(guest.storage_dir, guest.name, 'encryption.json'))
+    assert secret_uuid(guest.dom.UUIDString()) not in [s.UUIDString() for s in guest.conn.listAllSecrets()]
+
     created, window = ticks_around(guest, lambda: ok(guest, name='s1', snapshot_type='memory', encrypt=True, key_file=good))
     record = created['snapshot']
     assert record['encrypted'] is True and guest.state == 'running'
+    assert secret_uuid(guest.dom.UUIDString()) in [s.UUIDString() for s in guest.conn.listAllSecrets()]
     memory = record['memory_file']
     assert describe(memory) == (True, 'none')
     assert set(glob.glob('/dev/shm/nova-mem-*')) == shm_before       # the clear RAM went at once
@@ -136,6 +143,10 @@ def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
     assert [e.find('encryption') is not None for e in layers] == [True, True, False]
     assert set(e.find('encryption').get('engine') for e in layers[:2]) == {'qemu'}
     write_markers(guest, 3)
+
+    # operations that do not handle encrypted chains yet refuse them before doing anything
+    export = guest_task('nova.snapshots.nova_snapshot_export', guest, name='s1', dest=str(tmp_path / 'out'))
+    assert export['failed'] is True and 'encrypted' in export['msg'] and not (tmp_path / 'out').exists()
 
     # revert: without the key, or with the wrong one, nothing changes
     assert 'needs key_file' in fails(guest, name='s1', state='reverted')
