@@ -245,8 +245,10 @@ class Domain(object):
     def snapshot_xml(self, name):
         return self._call("reading snapshot '%s'" % name, self._snapshot(name).getXMLDesc, 0)
 
-    def create_snapshot(self, xml, disk_only=False, quiesce=False, live=False):
+    def create_snapshot(self, xml, disk_only=False, quiesce=False, live=False, reuse_external=False):
         flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+        if reuse_external:      # overlays made beforehand (encrypted ones, operations/_encryption.py)
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT
         if disk_only:
             flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
         if quiesce:

@@ -42,6 +42,8 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._verify_repor
     checksum_verdict,
     longest_chain,
 )
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import is_encoded
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
 
 FIX_RESTORE = ('restore the file from a verified copy; for a snapshot without children, '
                'state=repaired with recreate=from_parent replaces it by its parent\'s state')
@@ -253,6 +255,10 @@ class Verifier(object):
         path = snap.memory_file
         if not os.path.exists(path):
             r.add('missing_file', 'memory file is missing', FIX_RESTORE, file=path)
+            return
+        if is_encoded(path):
+            # a compressed or encrypted nova memory file: authenticated when a revert decodes it
+            self._checksum(snap, r, path, entry)
             return
         header = save_header(path)
         size = os.path.getsize(path)
@@ -754,6 +760,7 @@ def run_verify(make_manager, params, check_mode):
 
 def _one_domain(m, params, check_mode, throttle, pattern, matches):
     tree, adopted = m.load(write=False)
+    refuse_encrypted(m, tree, 'verification')
     snaps = [s for s in tree.ordered() if matches(s.name, pattern)]
     algorithm = params.get('checksum') or 'sha256'
     v = Verifier(m, algorithm, throttle)
