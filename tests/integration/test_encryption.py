@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import struct
 import subprocess
 
 import libvirt
@@ -187,3 +188,77 @@ def test_compressed_memory_snapshot_reverts(make_guest):
     assert_ram_restored(guest, offset, window)
     assert_markers(guest, 1)
     assert [p for p in os.listdir(os.path.join(guest.storage_dir, guest.name)) if p.startswith('.nova-mem-')] == []
+
+
+VERIFY = 'nova.snapshots.nova_snapshot_verify'
+
+
+def store_files(guest):
+    root = os.path.join(guest.storage_dir, guest.name)
+    return dict((p, os.stat(p).st_mtime_ns) for p in glob.glob(os.path.join(root, '**'), recursive=True)
+                if os.path.isfile(p))
+
+
+def flip_luks_data_byte(path, key_file):
+    """Invert one byte inside a data cluster the LUKS layer `path` holds itself (ciphertext). qemu-img
+    map gives no host offset for encrypted clusters, so the qcow2 L1/L2 tables are read for it."""
+    spec = {'driver': 'qcow2', 'encrypt': {'key-secret': 'k'}, 'backing': None,
+            'file': {'driver': 'file', 'filename': path}}
+    out = subprocess.run(['qemu-img', 'map', '--output=json', '-U', '--object', 'secret,id=k,file=%s' % key_file,
+                          'json:' + json.dumps(spec)], check=True, capture_output=True, text=True).stdout
+    guest_offset = [e for e in json.loads(out) if e['depth'] == 0 and e.get('data')][0]['start']
+    mask = 0x00fffffffffffe00
+    with open(path, 'r+b') as f:
+        header = f.read(48)
+        cluster = 1 << struct.unpack('>I', header[20:24])[0]
+        l1_offset = struct.unpack('>Q', header[40:48])[0]
+        entries = cluster // 8
+        f.seek(l1_offset + 8 * (guest_offset // (cluster * entries)))
+        l2_offset = struct.unpack('>Q', f.read(8))[0] & mask
+        f.seek(l2_offset + 8 * ((guest_offset // cluster) % entries))
+        at = (struct.unpack('>Q', f.read(8))[0] & mask) + 5
+        assert at > 5
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0xff]))
+        os.fsync(f.fileno())
+
+
+def test_verify_encrypted_chain_with_key_file(crypt_guest, keys):
+    guest, (good, wrong, _world) = crypt_guest, keys
+    write_markers(guest, 1)
+    ok(guest, name='v1', snapshot_type='disk_only', encrypt=True, key_file=good)
+    write_markers(guest, 2)                        # into v1's LUKS overlay, frozen by v2
+    v2 = ok(guest, name='v2', snapshot_type='disk_only', key_file=good, checksum='sha256')['snapshot']
+    layer = v2['disk_files'][0]['file_path']
+    assert json.loads(subprocess.run(['qemu-img', 'info', '-U', '--output=json', layer], capture_output=True,
+                                     check=True, text=True).stdout)['encrypted'] is True
+
+    # without the key, or with the wrong one: refused, nothing read or written
+    before = store_files(guest)
+    for args, words in ((dict(), 'needs key_file'), (dict(key_file=wrong), 'wrong key')):
+        result = guest_task(VERIFY, guest, **args)
+        assert result['failed'] is True and words in result['msg'], result['msg']
+        assert KEY.strip().decode() not in json.dumps(result)
+    assert store_files(guest) == before
+    repair = guest_task(VERIFY, guest, state='repaired', key_file=good)
+    assert repair['failed'] is True and 'encrypted' in repair['msg'] and store_files(guest) == before
+
+    first = guest_task(VERIFY, guest, key_file=good)
+    assert not first.get('failed'), first.get('msg')
+    assert KEY.strip().decode() not in json.dumps(first)
+    got = dict((s['name'], s) for s in first['snapshots'])
+    assert got['v2']['status'] == 'ok'                # its checksum was recorded at creation
+    assert [(c['file'], c['verdict']) for c in got['v2']['checksums']] == [(layer, 'match')]
+    assert got['v1']['status'] == 'unverified'                                   # the clear base: first sight
+    assert not [p for s in first['snapshots'] for p in s['problems']]
+    again = guest_task(VERIFY, guest, key_file=good)
+    assert again['changed'] is False and [s['status'] for s in again['snapshots']] == ['ok', 'ok']
+
+    # a flipped byte of ciphertext in the encrypted layer: found, named
+    flip_luks_data_byte(layer, good)
+    broken = guest_task(VERIFY, guest, key_file=good)
+    assert broken['failed'] is True and "snapshot 'v2'" in broken['msg'] and layer in broken['msg']
+    kinds = [p['kind'] for p in dict((s['name'], s) for s in broken['snapshots'])['v2']['problems']]
+    assert kinds == ['checksum_mismatch']

@@ -34,6 +34,15 @@ SECRET_ID = 'nova-key0'
 WRONG_KEY = 'cannot unlock any keyslot'
 
 
+class WrongKey(QemuImgFailed):
+    """The key file does not open a LUKS layer (the task's error, not a finding about the image)."""
+
+
+def _wrong_key(key_file, msg):
+    return WrongKey('key_file %s does not open the LUKS layers (wrong key); nothing was changed: %s' % (key_file, msg),
+                    key_file=key_file)
+
+
 def chain_spec(path, infos, secret_id=SECRET_ID, backing=True):
     """The json: spec (a dict) opening `path`, whose `qemu-img info --backing-chain` is `infos`
     ([ImageInfo], top first), with the key secret on every encrypted layer.
@@ -92,8 +101,7 @@ class KeyedQemuImg(object):
             return self.qemu_img.run(subcommand, '--object', secret_object(self.key_file), *args)
         except QemuImgFailed as e:
             if WRONG_KEY in e.msg:
-                raise QemuImgFailed('key_file %s does not open the LUKS layers (%s)' % (self.key_file, e.msg),
-                                    key_file=self.key_file)
+                raise _wrong_key(self.key_file, e.msg)
             raise
 
     def check(self, path, fmt='qcow2'):
@@ -105,7 +113,7 @@ class KeyedQemuImg(object):
         except ValueError:
             msg = (err or '').strip()
             if WRONG_KEY in msg:
-                msg = 'key_file %s does not open the LUKS layers (%s)' % (self.key_file, msg)
+                raise _wrong_key(self.key_file, msg)
             raise QemuImgFailed('qemu-img check %s failed (rc=%d): %s' % (path, rc, msg))
 
     def map(self, path, fmt='qcow2', backing=True):
@@ -119,6 +127,8 @@ class KeyedQemuImg(object):
                                                 spec_name(spec_a), spec_name(spec_b))
         if rc in (0, 1):
             return rc == 0
+        if WRONG_KEY in (err or ''):
+            raise _wrong_key(self.key_file, err.strip())
         raise QemuImgFailed('qemu-img compare failed (rc=%d): %s' % (rc, (err or out).strip()))
 
     def convert(self, spec, dest, out_fmt='qcow2', encrypt=False, options=None, rate=None, iter_time=ITER_TIME_MS):

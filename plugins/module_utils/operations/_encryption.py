@@ -27,6 +27,7 @@ import shutil
 import tempfile
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _luks, _memory_codec
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_images import KeyedQemuImg
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import MEMORY_MARGIN, install, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyfile import key_verifier, read_key_file
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import Secrets, secret_uuid
@@ -106,6 +107,15 @@ def crypt_for(m, params, tree=None, what='this task', dom=None):
         raise Refused("domain '%s' has encrypted %s: %s needs key_file (the key the snapshots were encrypted "
                       "with); nothing was changed" % (m.domain.name, ', '.join(encrypted), what))
     return None
+
+
+def keyed_images(m, params, tree, what):
+    """The KeyedQemuImg with which a task that reads the domain's layers (qemu-img check, map,
+    convert) opens its LUKS layers: from key_file, checked against the domain's key first (a wrong key
+    is refused before anything is read); None for a domain with nothing encrypted and no key_file;
+    refused for an encrypted one without key_file."""
+    crypt = crypt_for(m, params, tree, what, m.domain_xml())
+    return KeyedQemuImg(m.qemu_img, crypt.key_file) if crypt else None
 
 
 def encrypted_parts(m, tree=None, dom=None):
