@@ -56,3 +56,25 @@ options:
 requirements:
   - zstandard (on the managed node, for O(memory_compression=zstd))
 '''
+
+    # nova_snapshot_export: bundles of encrypted snapshots.
+    EXPORT = r'''
+options:
+  encrypt:
+    description:
+      - Write the bundle's disks as LUKS-encrypted qcow2 images, with the key in O(key_file), also for a
+        snapshot that is not encrypted. A snapshot whose disks are encrypted is always exported
+        encrypted (with its own key) unless O(decrypt) is set, so data written encrypted is not written
+        in clear again by an export.
+      - Encrypted exports are full bundles (O(format=bundle), no O(incremental_from), no O(compress));
+        the domain definition, the record and the manifest in the bundle are not encrypted (they hold
+        no guest data).
+    type: bool
+    default: false
+  decrypt:
+    description:
+      - Export an encrypted snapshot in clear (the disks as plain qcow2), which is refused otherwise.
+        Needs O(key_file). Say it only where the bundle is protected some other way.
+    type: bool
+    default: false
+'''

@@ -78,6 +78,8 @@ options:
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
+  - nova.snapshots.encryption
+  - nova.snapshots.encryption.export
 attributes:
   check_mode:
     support: full
@@ -185,6 +187,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import EXPORT_SPEC
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._export import Exporter
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
 
@@ -204,6 +207,7 @@ def main():
             incremental_from=dict(type='str'),
             io_limit=dict(type='int'),
             force=dict(type='bool', default=False),
+            **EXPORT_SPEC
         ),
         supports_check_mode=True,
     )
@@ -215,7 +219,8 @@ def main():
         return Exporter(manager).run(module.check_mode, p['name'], p['dest'], fmt=p['format'],
                                      include_config=p['include_config'], include_memory=p['include_memory'],
                                      compress=p['compress'], incremental_from=p['incremental_from'],
-                                     io_limit=p['io_limit'], force=p['force'], compatibility=p['compatibility'])
+                                     io_limit=p['io_limit'], force=p['force'], compatibility=p['compatibility'],
+                                     crypt=dict((k, p[k]) for k in EXPORT_SPEC))
 
     run_module(module, action)
 

@@ -31,6 +31,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks impo
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import MapExtent, QemuImgFailed
 
 SECRET_ID = 'nova-key0'
+LUKS_HEADER_BYTES = 4 * 1024 * 1024     # a LUKS header with 8 key slots takes about 2 MiB
 WRONG_KEY = 'cannot unlock any keyslot'
 
 
@@ -115,6 +116,11 @@ class KeyedQemuImg(object):
             if WRONG_KEY in msg:
                 raise _wrong_key(self.key_file, msg)
             raise QemuImgFailed('qemu-img check %s failed (rc=%d): %s' % (path, rc, msg))
+
+    def measure(self, path, fmt=None, out_fmt='qcow2'):
+        """Bytes a flattened copy of the disk `path` shows needs (plus room for a LUKS header)."""
+        out = self.run('measure', '-U', '--output=json', '-O', out_fmt, self.name(path, fmt))
+        return json.loads(out)['required'] + LUKS_HEADER_BYTES
 
     def map(self, path, fmt='qcow2', backing=True):
         """[MapExtent] of the disk `path` shows (with backing=False: of the layer alone)."""
