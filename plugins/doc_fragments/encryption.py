@@ -78,3 +78,23 @@ options:
     type: bool
     default: false
 '''
+
+    # nova_policy: the snapshots an enforce run takes.
+    POLICY = r'''
+options:
+  encrypt:
+    description:
+      - With O(state=enforced), encrypt the snapshots the run takes, as
+        O(nova.snapshots.nova_snapshot#module:encrypt) does (needs O(key_file)). A domain whose disks
+        are already encrypted gets encrypted snapshots whatever O(encrypt) says, and needs O(key_file).
+      - Prunes (deletes) of encrypted snapshots need O(key_file) too.
+    type: bool
+    default: false
+  memory_compression:
+    description:
+      - With O(state=enforced), how the memory file of each memory snapshot taken is compressed, as
+        O(nova.snapshots.nova_snapshot#module:memory_compression).
+    type: str
+    choices: [none, zstd]
+    default: none
+'''

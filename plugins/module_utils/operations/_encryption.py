@@ -40,6 +40,8 @@ MEMORY_COMPRESSIONS = ('none', 'zstd')
 KEY_SPEC = dict(key_file=dict(type='path', no_log=False))
 ENCRYPTION_SPEC = dict(KEY_SPEC, encrypt=dict(type='bool', default=False),
                        memory_compression=dict(type='str', choices=list(MEMORY_COMPRESSIONS), default='none'))
+# nova_policy's state=enforced: passed to the snapshots it takes (the nova.snapshots.encryption.policy fragment)
+POLICY_SPEC = dict(ENCRYPTION_SPEC)
 # nova_snapshot_export (documented by the nova.snapshots.encryption and nova.snapshots.encryption.export fragments)
 EXPORT_SPEC = dict(KEY_SPEC, encrypt=dict(type='bool', default=False), decrypt=dict(type='bool', default=False))
 
