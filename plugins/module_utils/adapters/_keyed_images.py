@@ -15,8 +15,9 @@ cipher`). Every call made here gets
   key is never on a command line, in an environment or in a log (the file's *path* is);
 - the image as a `json:` spec that describes the whole chain explicitly (the chain and which
   layers are encrypted come from `qemu-img info --backing-chain`, which needs no key): each LUKS
-  layer gets `encrypt.key-secret=nova-key0`, the others none (qcow2 refuses an encryption option on
-  an image that is not encrypted), every format stated, every backing named by its full path.
+  layer gets `encrypt.key-secret=nova-key0`, the others none, every format stated, every backing
+  named by its full path. (Options of the top image do not reach a backing image qemu-img opens
+  from a header, so the chain has to be explicit.)
 
 One key per domain (docs/encryption.md), so one secret object opens every layer.
 """
