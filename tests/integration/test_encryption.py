@@ -193,6 +193,7 @@ def test_compressed_memory_snapshot_reverts(make_guest):
 VERIFY = 'nova.snapshots.nova_snapshot_verify'
 EXPORT = 'nova.snapshots.nova_snapshot_export'
 IMPORT = 'nova.snapshots.nova_snapshot_import'
+POLICY = 'nova.snapshots.nova_policy'
 
 
 def store_files(guest):
@@ -253,7 +254,14 @@ def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
     write_markers(guest, 1)
     ok(guest, name='v1', snapshot_type='disk_only', encrypt=True, key_file=good)
     write_markers(guest, 2)                        # into v1's LUKS overlay, frozen by v2
-    v2 = ok(guest, name='v2', snapshot_type='disk_only', key_file=good, checksum='sha256')['snapshot']
+    # v2 is taken by a policy: encrypt (implied: the disk is encrypted), key_file and checksum pass through
+    enforced = guest_task(POLICY, guest, name='nightly', snapshot_type='disk_only', schedule=dict(daily='03:00'),
+                          state='enforced', now='2026-01-04T12:00:00Z', key_file=good, checksum='sha256')
+    assert not enforced.get('failed'), enforced.get('msg')
+    v2name = enforced['taken'][0]['name']
+    with open(os.path.join(guest.storage_dir, guest.name, 'metadata.json')) as f:
+        v2 = [x for x in json.load(f)['snapshots'] if x['name'] == v2name][0]
+    assert v2['encrypted'] is True and top(guest)[1]
     layer = v2['disk_files'][0]['file_path']
     assert json.loads(subprocess.run(['qemu-img', 'info', '-U', '--output=json', layer], capture_output=True,
                                      check=True, text=True).stdout)['encrypted'] is True
@@ -272,8 +280,8 @@ def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
     assert not first.get('failed'), first.get('msg')
     assert KEY.strip().decode() not in json.dumps(first)
     got = dict((s['name'], s) for s in first['snapshots'])
-    assert got['v2']['status'] == 'ok'                # its checksum was recorded at creation
-    assert [(c['file'], c['verdict']) for c in got['v2']['checksums']] == [(layer, 'match')]
+    assert got[v2name]['status'] == 'ok'                # its checksum was recorded at creation
+    assert [(c['file'], c['verdict']) for c in got[v2name]['checksums']] == [(layer, 'match')]
     assert got['v1']['status'] == 'unverified'                                   # the clear base: first sight
     assert not [p for s in first['snapshots'] for p in s['problems']]
     again = guest_task(VERIFY, guest, key_file=good)
@@ -282,10 +290,10 @@ def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
     # export: the bundle's disk is LUKS with the same key; no marker in any of the bundle's files read raw,
     # while the disk read with the key shows them all
     bundle = str(tmp_path / 'bundle')
-    result = guest_task(EXPORT, guest, name='v2', dest=bundle)
+    result = guest_task(EXPORT, guest, name=v2name, dest=bundle)
     assert result['failed'] is True and 'needs key_file' in result['msg'], result['msg']
     assert not os.path.lexists(bundle) and not glob.glob(bundle + '.partial*')
-    exported = guest_task(EXPORT, guest, name='v2', dest=bundle, key_file=good)
+    exported = guest_task(EXPORT, guest, name=v2name, dest=bundle, key_file=good)
     assert not exported.get('failed'), exported.get('msg')
     assert KEY.strip().decode() not in json.dumps(exported)
     disk = os.path.join(bundle, 'disk-vda.qcow2')
@@ -299,10 +307,10 @@ def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
     clear = decrypted(disk, good, str(tmp_path / 'clear.raw'))
     assert contains(clear, 'step1-vda') and contains(clear, 'step2-vda')
     os.unlink(clear)
-    assert guest_task(EXPORT, guest, name='v2', dest=bundle, key_file=good)['changed'] is False
+    assert guest_task(EXPORT, guest, name=v2name, dest=bundle, key_file=good)['changed'] is False
     # decrypt: true, and only then, writes it in clear (the check above can fail)
     plain = str(tmp_path / 'plain')
-    assert not guest_task(EXPORT, guest, name='v2', dest=plain, key_file=good, decrypt=True).get('failed')
+    assert not guest_task(EXPORT, guest, name=v2name, dest=plain, key_file=good, decrypt=True).get('failed')
     assert contains(os.path.join(plain, 'disk-vda.qcow2'), 'step2-vda')
 
     # import of the encrypted bundle: needs the key; the imported disk is LUKS with the same key and the
@@ -329,6 +337,6 @@ def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
     # a flipped byte of ciphertext in the encrypted layer: found, named
     flip_luks_data_byte(layer, good)
     broken = guest_task(VERIFY, guest, key_file=good)
-    assert broken['failed'] is True and "snapshot 'v2'" in broken['msg'] and layer in broken['msg']
-    kinds = [p['kind'] for p in dict((s['name'], s) for s in broken['snapshots'])['v2']['problems']]
+    assert broken['failed'] is True and "snapshot '%s'" % v2name in broken['msg'] and layer in broken['msg']
+    kinds = [p['kind'] for p in dict((s['name'], s) for s in broken['snapshots'])[v2name]['problems']]
     assert kinds == ['checksum_mismatch']

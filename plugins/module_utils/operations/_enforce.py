@@ -175,10 +175,11 @@ class Enforcer(object):
                                         purposes=take['purposes'], reason=take['reason']))
         if plan.skipped:
             result['skipped'].append(dict(domain=domain, policy=policy['name'], reason=plan.skipped))
+        key_file = self.create_options.get('key_file')
         for rec, rule in plan.retention.prune:
             if not self.check_mode:
                 manager.run(False, lambda tree, name=rec.key: plan_delete(manager, tree, name, children='keep',
-                                                                            key_file=self.create_options.get('key_file')))
+                                                                          key_file=key_file))
             changed = True
             result['pruned'].append(dict(domain=domain, policy=policy['name'], name=rec.key, rule=rule))
         for rec, rules in plan.retention.keep:
