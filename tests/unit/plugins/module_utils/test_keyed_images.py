@@ -126,3 +126,23 @@ def test_real_qemu_img_opens_a_two_layer_luks_chain_with_the_key_file(tmp_path):
         KeyedQemuImg(qemu_img, wrong).check(l2)
     assert 'does not open the LUKS layers' in e.value.msg
     assert not [c for c in seen if KEY.strip().decode() in c]      # the key is never on a command line
+
+
+def test_verify_reports_a_layer_the_checked_key_cannot_unlock_as_corrupt():
+    """The key was checked against the domain's verifier before: 'cannot unlock' then means a damaged
+    LUKS header, a finding about the image (not the task's error)."""
+    from types import SimpleNamespace
+    from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_images import WrongKey
+    from ansible_collections.nova.snapshots.plugins.module_utils.model._verify_report import SnapshotReport
+    from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import Verifier
+
+    class Keyed(object):
+        def check(self, path, fmt):
+            raise WrongKey('key_file /k does not open the LUKS layers (wrong key): Invalid password, cannot unlock '
+                           'any keyslot')
+
+    v = Verifier(SimpleNamespace(qemu_img=None), keyed=Keyed())
+    r = SnapshotReport('web', 'id1', 's2')
+    v._qemu_check(r, '/s/layer.qcow2')
+    assert [(p.kind, p.file) for p in r.problems] == [('corrupt_image', '/s/layer.qcow2')]
+    assert 'damaged LUKS header' in r.problems[0].message
