@@ -320,6 +320,8 @@ def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
     try:
         refused = run_task(IMPORT, dict(src=[bundle], domain=imported, dest_dir=dest_dir))
         assert refused['failed'] is True and 'needs key_file' in refused['msg'] and not os.path.exists(dest_dir)
+        refused = run_task(IMPORT, dict(src=[bundle], domain=imported, dest_dir=dest_dir, key_file=wrong))
+        assert refused['failed'] is True and 'wrong key' in refused['msg'] and not os.path.exists(dest_dir)
         done = run_task(IMPORT, dict(src=[bundle], domain=imported, dest_dir=dest_dir, key_file=good))
         assert not done.get('failed'), done.get('msg')
         assert KEY.strip().decode() not in json.dumps(done)

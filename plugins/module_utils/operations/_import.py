@@ -299,7 +299,8 @@ class Importer(object):
 
     def _open_keys(self, plan, sources):
         """An encrypted bundle's disks are imported LUKS-encrypted with the same key (never in clear):
-        key_file is needed, and checked on the first disk before anything is written."""
+        key_file is needed; a wrong key fails when the disks are measured, before anything is written
+        (`qemu-img info` does not unlock a LUKS layer, `measure` does)."""
         devices = self.encrypted_devices(plan)
         if not devices:
             return
@@ -308,7 +309,6 @@ class Importer(object):
                             'with); nothing was written' % (sources[-1].path, ', '.join(devices)))
         self.key = read_key_file(self.key_file)
         self.keyed = KeyedQemuImg(self.qemu_img, self.key_file)
-        self.keyed.run('info', '--output=json', '-U', spec_name(plan['disks'][0][1]))   # a wrong key fails here
 
     def _measure(self, d):
         if self.keyed:
