@@ -215,6 +215,14 @@ EXAMPLES = r'''
   nova.snapshots.nova_policy:
     state: enforced
 
+- name: Enforce it with encrypted, zstd-compressed snapshots (and the key its prunes need)
+  nova.snapshots.nova_policy:
+    name: web
+    state: enforced
+    encrypt: true
+    key_file: /secure/keys/snapshot.key
+    memory_compression: zstd
+
 - name: What would a run at 02:00 do? (check mode changes nothing)
   nova.snapshots.nova_policy:
     name: web

@@ -21,6 +21,9 @@ description:
   - C(ova) is an OVF 1.x package for VMware (DMTF DSP0243), one streamOptimized VMDK per disk and a
     C(.mf) manifest with SHA256 lines, packed as a USTAR tar with the descriptor first.
   - C(vmdk), C(qcow2) and C(raw) write the disks only (and a C(SHA256SUMS)) into the directory O(dest).
+  - A snapshot whose disks are encrypted (see C(docs/encryption.md)) needs O(key_file) and is exported
+    as a C(bundle) whose disks are LUKS-encrypted qcow2 images with the same key; O(decrypt) writes
+    them in clear instead, and only when it is given. O(encrypt) encrypts the export of any snapshot.
   - Free space is checked before anything is written. Everything is written under C(<dest>.partial)
     and renamed into place at the end; a failure leaves nothing behind.
 options:
@@ -98,6 +101,13 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Export an encrypted snapshot (the bundle's disks stay encrypted with the same key)
+  nova.snapshots.nova_snapshot_export:
+    domain: web-server
+    name: encrypted-backup
+    dest: /backup/web-server-encrypted-backup
+    key_file: /secure/keys/snapshot.key
+
 # nova snapshot export web-server checkpoint --format ova --compress --include-config --output web-server-checkpoint.ova
 - name: Export a snapshot as an OVA for VMware
   nova.snapshots.nova_snapshot_export:

@@ -74,6 +74,13 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Import a bundle with encrypted disks (they stay encrypted; the new domain gets its own secret)
+  nova.snapshots.nova_snapshot_import:
+    src: [/backup/web-server-encrypted-backup]
+    domain: web-server-restored
+    dest_dir: /var/lib/libvirt/images
+    key_file: /secure/keys/snapshot.key
+
 # nova snapshot import web-server-checkpoint.ova --vm-name imported-web-server --storage-pool default
 - name: Import an OVA as a new VM, its disks volumes of a pool
   nova.snapshots.nova_snapshot_import:
