@@ -250,7 +250,7 @@ def cleanup_imported(conn, name):
 
 
 def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
-    guest, (good, wrong, _) = crypt_guest, keys
+    guest, (good, wrong) = crypt_guest, keys[:2]
     write_markers(guest, 1)
     ok(guest, name='v1', snapshot_type='disk_only', encrypt=True, key_file=good)
     write_markers(guest, 2)                        # into v1's LUKS overlay, frozen by v2
