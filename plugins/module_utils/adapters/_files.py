@@ -17,6 +17,7 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._trace import current
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import InsufficientSpace
 
 OVERLAY_RESERVE = 8 * 1024 * 1024     # free space wanted per new overlay (its header and first writes)
@@ -52,6 +53,11 @@ def replace_file(path, data, mode=0o600):
     """Replace `path` with `data` (str or bytes); a crash leaves the old or the new file, never half.
 
     The file is created with `mode` (not created open and narrowed later)."""
+    with current().phase('store', 'writing %s' % path):
+        _write_new(path, data, mode)
+
+
+def _write_new(path, data, mode):
     directory = os.path.dirname(path)
     tmp = os.path.join(directory, '.%s.tmp-%d' % (os.path.basename(path), os.getpid()))
     if isinstance(data, str):

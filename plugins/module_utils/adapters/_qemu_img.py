@@ -18,6 +18,7 @@ __metaclass__ = type
 import json
 import os
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._trace import traced_runner
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed
 
 
@@ -68,7 +69,7 @@ def byte_window(path, fmt, offset, length):
 
 class QemuImg(object):
     def __init__(self, run_command, binary='qemu-img'):
-        self._run_command = run_command
+        self._run_command = traced_runner(run_command)     # timings and the operation log
         self.binary = binary
 
     def run(self, *args):
