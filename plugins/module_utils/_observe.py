@@ -97,6 +97,12 @@ def touched_snapshots(name, params, result):
     return out
 
 
+def touched_branches(name, params):
+    if name != 'nova_snapshot_tree':
+        return []
+    return [params[k] for k in ('name', 'source', 'target') if params.get(k)]
+
+
 class Session(object):
     """One module run: its trace (timings, operation log) and, at the end, its audit line."""
 
@@ -172,7 +178,8 @@ class Session(object):
             outcome['actions'] = result['actions']
         return dict(time=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.started)), host=socket.gethostname(),
                     module=self.name, state=self.state, operation=self.operation, domain=self.domain,
-                    snapshots=touched_snapshots(self.name, self.module.params, result), who=who,
+                    snapshots=touched_snapshots(self.name, self.module.params, result),
+                    branches=touched_branches(self.name, self.module.params), who=who,
                     parameters=self.parameters(), result=remove_values(outcome, self.module.no_log_values),
                     duration=result.get('timings', {}).get('total'))
 
