@@ -113,7 +113,7 @@ def traced_runner(run_command):
 @contextmanager
 def libvirt_call(what, fn_name):
     change = not what.startswith(READ_WORDS)
-    with current().phase('libvirt', '%s [%s]' % (what, fn_name), change):
+    with current().phase('libvirt', what if fn_name.startswith('<') else '%s [%s]' % (what, fn_name), change):
         yield
 
 
