@@ -66,3 +66,33 @@ options:
     type: bool
     default: false
 '''
+
+    # Keep in step with PERMISSIONS_SPEC in plugins/module_utils/operations/_permissions.py.
+    PERMISSIONS = r'''
+options:
+  owner:
+    description:
+      - Owner (name or uid) of the snapshot's directory and files (C(<storage_dir>/<domain>/snapshots/<id>/)).
+      - With O(state=present), set on a new snapshot right after it is taken, or changed on an existing
+        one where it differs (only that changes: C(changed) and the diff show it), as M(ansible.builtin.file) does.
+      - Refused, before anything changes, when libvirt's QEMU user would lose access to an image the VM
+        uses (see O(mode)).
+    type: str
+    version_added: 1.0.0
+  group:
+    description:
+      - Group (name or gid) of the snapshot's directory and files; as O(owner).
+    type: str
+    version_added: 1.0.0
+  mode:
+    description:
+      - Octal permission bits of the snapshot's files (for example V('0640')); the directory gets the same
+        with the search bit wherever a read bit is set (V('0640') gives the directory C(0750)).
+      - By default directories are C(0700) and files C(0600), owned as libvirt's QEMU user needs.
+      - A mode (or owner, group) that would lock libvirt's QEMU user out is refused with a message that
+        says why - the overlays a running VM writes to, the images it reads, and any directory on the
+        way to an image the VM's disks use (libvirt relabels images when it starts a VM, never directories).
+      - Quote it (V('0640')): an unquoted 0640 is read by YAML as the number 416, which works too.
+    type: raw
+    version_added: 1.0.0
+'''

@@ -168,6 +168,13 @@ class Session(object):
                       if v is not None and k != 'audit_context' and not spec.get(k, {}).get('no_log'))
         return remove_values(params, self.module.no_log_values)
 
+    def operation_of(self, result):
+        """The operation, refined by what the task did: owner/group/mode on an existing snapshot is `permissions`."""
+        actions = result.get('actions') or []
+        if self.operation == 'create' and actions and all(a.startswith('set permissions of') for a in actions):
+            return 'permissions'
+        return self.operation
+
     def record(self, result, msg):
         who = local_who()
         who.update((k, v) for k, v in self.context.items() if k != 'module')
@@ -177,7 +184,7 @@ class Session(object):
         if result.get('actions'):
             outcome['actions'] = result['actions']
         return dict(time=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.started)), host=socket.gethostname(),
-                    module=self.name, state=self.state, operation=self.operation, domain=self.domain,
+                    module=self.name, state=self.state, operation=self.operation_of(result), domain=self.domain,
                     snapshots=touched_snapshots(self.name, self.module.params, result),
                     branches=touched_branches(self.name, self.module.params), who=who,
                     parameters=self.parameters(), result=remove_values(outcome, self.module.no_log_values),

@@ -111,6 +111,7 @@ extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
   - nova.snapshots.audit
+  - nova.snapshots.audit.permissions
 attributes:
   check_mode:
     support: full
@@ -290,14 +291,16 @@ from ansible_collections.nova.snapshots.plugins.module_utils._common import argu
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import BLAKE3_IMPORT_ERROR, HAS_BLAKE3
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._delete import plan_delete
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._permissions import PERMISSIONS_SPEC, with_permissions
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import plan_revert
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import checksum_finisher
 
 
 def plan(manager, tree, p):
     if p['state'] == 'present':
-        return plan_create(manager, tree, p['name'], p['snapshot_type'], description=p['description'], tags=p['tags'],
-                           category=p['category'], disks=p['disks'], quiesce=p['quiesce'])
+        return with_permissions(manager, tree, plan_create(
+            manager, tree, p['name'], p['snapshot_type'], description=p['description'], tags=p['tags'],
+            category=p['category'], disks=p['disks'], quiesce=p['quiesce']), p['name'], p['owner'], p['group'], p['mode'])
     if p['state'] == 'reverted':
         return plan_revert(manager, tree, p['name'], after=p['after'], force=p['force'])
     return plan_delete(manager, tree, p['name'], children=p['children'])
@@ -321,6 +324,7 @@ def main():
             children=dict(type='str', default='keep', choices=['keep', 'delete']),
             job_timeout=dict(type='int', default=600),
             checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
+            **PERMISSIONS_SPEC
         ),
         supports_check_mode=True,
     )

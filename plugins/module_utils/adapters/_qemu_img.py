@@ -113,7 +113,11 @@ class QemuImg(object):
     def create_overlay(self, path, backing, backing_format):
         if not os.path.isabs(backing):
             raise QemuImgFailed('refusing a relative backing path %r for %s' % (backing, path))
-        self.run('create', '-q', '-f', 'qcow2', '-F', backing_format, '-b', backing, path)
+        old = os.umask(0o077)       # the overlay is 0600 from the start, not created open and narrowed later
+        try:
+            self.run('create', '-q', '-f', 'qcow2', '-F', backing_format, '-b', backing, path)
+        finally:
+            os.umask(old)
 
     def rebase(self, path, backing, backing_format, fmt='qcow2', unsafe=False):
         """Safe rebase: `path` keeps what a guest sees while its backing becomes `backing` (or none).
