@@ -15,7 +15,7 @@ description:
   - Reads C(<storage_dir>/audit.log) and its rotated files (C(audit.log.1), ...), the trail every module
     of the collection appends one line to for each change it makes (and each failed attempt).
   - Verifies the trail's hash chain across all its files and reports the first line that breaks it
-    (RV(broken) - file, line number, what is wrong): a line edited after it was written, or a line
+    (RV(broken) - file, line number, what is wrong) - a line edited after it was written, or a line
     deleted (the next line names a predecessor that is not there, and its sequence number jumps).
   - Filters the records by domain, operation, who and time. Records from a broken line on are still
     returned, marked C(trusted=false).
@@ -106,7 +106,11 @@ broken:
   description: The first line that breaks the chain (C(file), C(line) - 1-based, C(seq), C(reason)); null when it holds.
   returned: always
   type: dict
-  sample: {"file": "/var/lib/nova/snapshots/audit.log", "line": 4, "seq": 4, "reason": "the line was changed after it was written (its content does not match its hash)"}
+  sample:
+    file: /var/lib/nova/snapshots/audit.log
+    line: 4
+    seq: 4
+    reason: the line was changed after it was written (its content does not match its hash)
 files:
   description: The trail's files read, oldest first.
   returned: always
