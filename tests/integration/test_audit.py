@@ -220,7 +220,7 @@ PLAY = '''
 
 def test_two_playbooks_on_two_vms_at_once_leave_a_well_formed_verified_trail(conn, make_guest, trail, tmp_path):
     store = str(tmp_path / 'shared')
-    guests = [make_guest(disks=1, running=False, disk_mib=16) for _ in range(2)]
+    guests = [make_guest(disks=1, running=False, disk_mib=16) for _guest in range(2)]
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=testbed.COLLECTIONS, ANSIBLE_NOCOLOR='1',
                ANSIBLE_PYTHON_INTERPRETER=os.path.join(testbed.TOP, '.venv', 'bin', 'python'),
                ANSIBLE_LOCALHOST_WARNING='False', ANSIBLE_INVENTORY_UNPARSED_WARNING='False')
