@@ -74,7 +74,7 @@ options:
     description:
       - Owner (name or uid) of the snapshot's directory and files (C(<storage_dir>/<domain>/snapshots/<id>/)).
       - With O(state=present), set on a new snapshot right after it is taken, or changed on an existing
-        one where it differs (only that changes: C(changed) and the diff show it), as M(ansible.builtin.file) does.
+        one where it differs (only that changes; C(changed) and the diff show it), as M(ansible.builtin.file) does.
       - Refused, before anything changes, when libvirt's QEMU user would lose access to an image the VM
         uses (see O(mode)).
     type: str
