@@ -45,8 +45,11 @@ options:
         C(qemu-img compare) and swapped in (never in place on an image the running VM writes);
         missing libvirt metadata is redefined from the store's saved XML; snapshots made with virsh
         are adopted; a moved file found by checksum under O(search_paths) is repointed (records and the
-        backing link of the image above it); a corrupt snapshot without children is recreated from
-        its parent when O(recreate=from_parent). A corrupt snapshot with children is refused with the
+        backing link of the image above it); a corrupt file is restored from a verified copy under
+        O(search_paths) (an identical copy found by checksum, or a full export bundle of the snapshot,
+        rebuilt into the layer and proven equal with C(qemu-img compare)), never under a running VM;
+        otherwise a corrupt snapshot without children is recreated from its parent when
+        O(recreate=from_parent). A corrupt snapshot with children and no copy is refused with the
         list of snapshots it affects.
     type: str
     choices: [verified, repaired]
@@ -75,7 +78,8 @@ options:
     type: int
   search_paths:
     description:
-      - With O(state=repaired), directories to search (recursively) for a missing file by its recorded size and checksum.
+      - With O(state=repaired), directories to search (recursively) for a missing file by its recorded size and checksum,
+        and for a verified copy of a corrupt one (the same file, or a full export bundle of its snapshot).
     type: list
     elements: path
   recreate:

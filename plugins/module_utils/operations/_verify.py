@@ -36,6 +36,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import LEAKS_COPIED, MOVED_REBASED, RECREATE_FILES, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, NovaError, Refused, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, iso_time
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._restore_copy import CopyRestorer, find_by_checksum
 from ansible_collections.nova.snapshots.plugins.module_utils.model._verify_report import (
     SnapshotReport,
     checksum_verdict,
@@ -408,10 +409,26 @@ class Repairer(object):
                 changed |= self._find_moved(tree, report, missing)
                 if missing in self.moved:
                     handled.add(p.file)
+        for p in report.data_problems:
+            if p.file not in handled and p.file and os.path.exists(p.file) and self._restore_copy(tree, report, snap, p.file):
+                handled.add(p.file)
+                changed = True
         data = [p for p in report.data_problems if p.file not in handled]
         if data:
             changed |= self._recreate(tree, report, snap, data)
         return changed
+
+    def _restore_copy(self, tree, report, snap, path):
+        """A corrupt file restored from a verified copy under search_paths (see _restore_copy.py)."""
+        if not self.search_paths:
+            return False
+        _owner, entry = self._recorded_entry(tree, path)
+        restorer = CopyRestorer(self.m, self.search_paths, self.check_mode, self.v.throttle)
+        if not restorer.restore(snap, path, entry, lambda text: self._note(report, text)):
+            return False
+        if not self.check_mode:
+            self._rerecord(tree, path, 'restored from a verified copy')
+        return True
 
     def _note(self, report, text):
         report.repairs.append(('would ' if self.check_mode else '') + text)
@@ -532,18 +549,7 @@ class Repairer(object):
         return True
 
     def _search(self, entry):
-        for root in self.search_paths:
-            for dirpath, _dirs, files in os.walk(root):
-                for name in sorted(files):
-                    path = os.path.join(dirpath, name)
-                    if os.path.islink(path) or not os.path.isfile(path):
-                        continue
-                    if os.path.getsize(path) != entry['size']:
-                        continue
-                    digest, _n = file_digest(path, entry['algorithm'], self.v.throttle)
-                    if digest == entry['digest']:
-                        return path
-        return None
+        return find_by_checksum(self.search_paths, entry, self.v.throttle)
 
     def _uppers(self, tree, missing):
         """Images whose backing link names `missing` (found without walking through it)."""
