@@ -92,7 +92,7 @@ options:
       - A mode (or owner, group) that would lock libvirt's QEMU user out is refused with a message that
         says why - the overlays a running VM writes to, the images it reads, and any directory on the
         way to an image the VM's disks use (libvirt relabels images when it starts a VM, never directories).
-      - Quote it (V('0640')): an unquoted 0640 is read by YAML as the number 416, which works too.
+      - Quote it (V('0640')); an unquoted 0640 is read by YAML as the number 416, which works too.
     type: raw
     version_added: 1.0.0
 '''
