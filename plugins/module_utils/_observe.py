@@ -119,6 +119,10 @@ class Session(object):
         self.trace = trace.start()
         self.started = time.time()
         self.trace.debug = bool(p.get('debug'))
+        self.trace.secrets = sorted((str(v) for v in module.no_log_values if len(str(v)) >= 3), key=len, reverse=True)
+        if self.audited and (p['audit_max_size'] < 1024 or p['audit_keep'] < 1):
+            module.fail_json(msg='audit_max_size must be at least 1024 (bytes) and audit_keep at least 1; '
+                             'got %s and %s; nothing was changed' % (p['audit_max_size'], p['audit_keep']))
         self.domain = p.get('domain') or p.get('domains')
         self.trace.prefix = '[%d] %s %s: ' % (os.getpid(), self.operation, self.domain or '-')
         if self.audited and not module.check_mode and p.get('log_file'):

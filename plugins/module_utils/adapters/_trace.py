@@ -46,6 +46,7 @@ class Trace(object):
         self.sink = None         # write(line): the operation log, when one is open
         self.debug = False
         self.prefix = ''
+        self.secrets = ()        # values of the task's no_log options: never written, whatever the text
 
     def timings(self):
         total = self.clock() - self.started
@@ -76,8 +77,11 @@ class Trace(object):
 
     def log(self, text):
         if self.sink is not None:
+            text = mask(text)
+            for secret in self.secrets:
+                text = text.replace(secret, '********')
             stamp = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(self.clock()))
-            self.sink('%sZ %s%s\n' % (stamp, self.prefix, mask(text)))
+            self.sink('%sZ %s%s\n' % (stamp, self.prefix, text.replace('\n', ' ')))
 
 
 _CURRENT = [Trace()]

@@ -201,6 +201,9 @@ def test_a_failed_step_is_logged_with_its_error_and_secrets_are_masked():
         with t.phase('qemu_img', 'qemu-img create --object secret,id=s0,data=hunter2 x', change=True):
             raise RuntimeError('boom')
     assert 'failed: RuntimeError' in lines[0] and 'hunter2' not in lines[0] and 'data=***' in lines[0]
+    t.secrets = ['s3cr3t-pass']
+    t.log('opening with s3cr3t-pass\nnext line')
+    assert lines[1].endswith('opening with ******** next line\n')
 
 
 def test_qemu_img_reads_are_not_steps_and_writes_are():

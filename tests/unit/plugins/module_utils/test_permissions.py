@@ -76,6 +76,7 @@ class FakeModule:
 def test_the_audit_record_holds_no_secret_and_names_who():
     spec = dict(domain={}, name={}, key_file={}, passphrase=dict(no_log=True), note={}, audit={}, audit_context={})
     module = FakeModule(dict(domain='web', state='present', name='s1', key_file='/secure/k', passphrase='hunter2', audit=True,
+                             audit_max_size=2 ** 20, audit_keep=3,
                              note='the key is hunter2', audit_context=dict(module='nova_snapshot', awx_job_id=7,
                                                                            awx_user_name='alice', bogus='x')),
                         spec, no_log_values=['hunter2'])
