@@ -20,7 +20,6 @@ import subprocess
 import pytest
 
 import testbed
-from testbed import guest_task
 
 SNAP = 'nova.snapshots.nova_snapshot'
 TREE = 'nova.snapshots.nova_snapshot_tree'
@@ -30,7 +29,7 @@ PHASES = ('plan', 'lock_wait', 'libvirt', 'qemu_img', 'store', 'apply')
 
 @pytest.fixture(scope='module')
 def scenario(conn, tmp_path_factory):
-    """The guest, its operation log, the results of each step and the syslog datagrams received."""
+    """The guest, its operation log, the results of each step and the syslog datagram received."""
     work = tmp_path_factory.mktemp('audit')
     guest = testbed.Guest(conn, disks=1, disk_mib=32)
     sock_path = str(work / 'syslog.sock')
@@ -38,33 +37,33 @@ def scenario(conn, tmp_path_factory):
     sock.bind(sock_path)
     sock.settimeout(5)
     log_file = str(work / 'log' / 'snapshots.log')
-    common = dict(log_file=log_file, audit_max_size=2500)
+    common = dict(domain=guest.name, storage_dir=guest.storage_dir, log_file=log_file, audit_max_size=2500)
+    steps = []
+
+    def play(*group):
+        """Each (module, args, check, expect_ok) of `group`, in one playbook run."""
+        results = testbed.run_tasks(work, [(module, dict(common, **args), check) for module, args, check, _ok in group])
+        for (module, args, check, ok), result in zip(group, results):
+            assert bool(result.get('failed')) is not ok, (args, result.get('msg'))
+            steps.append((module, args, check, result))
+
     try:
         guest.start()
-        steps = []
-
-        def step(module, ok=True, check=False, **args):
-            result = guest_task(module, guest, check=check, **dict(common, **args))
-            if ok:
-                assert not result.get('failed'), result.get('msg')
-            steps.append((module, args, check, result))
-            return result
-
-        step(SNAP, name='s1', snapshot_type='disk_only', audit_syslog=True, audit_syslog_address=sock_path)
+        play((SNAP, dict(name='s1', snapshot_type='disk_only', audit_syslog=True, audit_syslog_address=sock_path), False, True),
+             (SNAP, dict(name='s1', snapshot_type='disk_only'), False, True))              # no change: no line
         datagram = sock.recv(65536)
-        step(SNAP, name='s1', snapshot_type='disk_only')                     # no change: no line
         audit_path = os.path.join(guest.storage_dir, 'audit.log')
         before = (open(audit_path, 'rb').read(), open(log_file, 'rb').read())
-        step(SNAP, check=True, name='s2', snapshot_type='disk_only')         # check mode: nothing written
+        play((SNAP, dict(name='s2', snapshot_type='disk_only'), True, True))              # check mode: nothing written
         after_check = (open(audit_path, 'rb').read(), open(log_file, 'rb').read())
-        step(SNAP, name='s2', snapshot_type='disk_only', debug=True)
-        step(TREE, state='branched', name='feature', **{'from': 's1'})
-        step(TREE, state='switched', name='feature')
-        step(TREE, state='switched', name='main')
-        step(SNAP, state='reverted', name='s1', after='running')
-        step(SNAP, ok=False, state='reverted', name='no-such-snapshot')     # a failure is audited too
-        step(SNAP, state='absent', name='s2', audit=False)                   # explicitly off: no line
-        step(SNAP, state='absent', name='s1')
+        play((SNAP, dict(name='s2', snapshot_type='disk_only', debug=True), False, True),
+             (TREE, dict(state='branched', name='feature', **{'from': 's1'}), False, True),
+             (TREE, dict(state='switched', name='feature'), False, True),
+             (TREE, dict(state='switched', name='main'), False, True),
+             (SNAP, dict(state='reverted', name='s1', after='running'), False, True),
+             (SNAP, dict(state='reverted', name='no-such-snapshot'), False, False),        # a failure is audited too
+             (SNAP, dict(state='absent', name='s2', audit=False), False, True),            # explicitly off: no line
+             (SNAP, dict(state='absent', name='s1'), False, True))
         yield dict(guest=guest, steps=steps, log_file=log_file, datagram=datagram, audit_path=audit_path,
                    check=(before, after_check), work=work)
     finally:
@@ -221,9 +220,7 @@ PLAY = '''
 def test_two_playbooks_on_two_vms_at_once_leave_a_well_formed_verified_trail(conn, make_guest, trail, tmp_path):
     store = str(tmp_path / 'shared')
     guests = [make_guest(disks=1, running=False, disk_mib=16) for _guest in range(2)]
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=testbed.COLLECTIONS, ANSIBLE_NOCOLOR='1',
-               ANSIBLE_PYTHON_INTERPRETER=os.path.join(testbed.TOP, '.venv', 'bin', 'python'),
-               ANSIBLE_LOCALHOST_WARNING='False', ANSIBLE_INVENTORY_UNPARSED_WARNING='False')
+    env = testbed.ansible_env()
     procs = []
     for job, g in enumerate(guests, 100):
         play = tmp_path / ('play-%d.yml' % job)
