@@ -21,6 +21,7 @@ import os
 import time
 import traceback
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._trace import libvirt_call
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._xml import parse_xml
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import ACTIVE_COMMIT_READY, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import (
@@ -70,7 +71,8 @@ def _call(what, fn, *args, **kwargs):
     """fn(*args), with libvirt's errors turned into ours. `domain` (a name) says whose call it is."""
     domain = kwargs.pop('domain', None)
     try:
-        return fn(*args)
+        with libvirt_call(what, getattr(fn, '__name__', 'call')):     # timings and the operation log
+            return fn(*args)
     except libvirt.libvirtError as e:
         code = e.get_error_code()
         if domain and code == libvirt.VIR_ERR_NO_DOMAIN:
