@@ -21,6 +21,7 @@ import pytest
 
 import testbed
 
+
 SNAP = 'nova.snapshots.nova_snapshot'
 TREE = 'nova.snapshots.nova_snapshot_tree'
 INFO = 'nova.snapshots.nova_audit_info'
@@ -83,7 +84,7 @@ def all_lines(storage_dir):
     return [(p, open(os.path.join(storage_dir, p), 'rb').read().splitlines()) for p in files]
 
 
-def test_every_change_and_failure_has_one_line_and_the_chain_verifies(scenario, trail):
+def every_change_and_failure_has_one_line_and_the_chain_verifies(scenario, trail):
     guest = scenario['guest']
     got = trail(guest.storage_dir)
     assert not got.get('failed'), got.get('msg')
@@ -111,7 +112,7 @@ def test_every_change_and_failure_has_one_line_and_the_chain_verifies(scenario, 
     assert len(got['files']) >= 3 and got['files'][-1].endswith('/audit.log')
 
 
-def test_audit_info_filters(scenario, trail):
+def audit_info_filters(scenario, trail):
     guest = scenario['guest']
     assert [r['seq'] for r in trail(guest.storage_dir, operation='switch')['records']] == [4, 5]
     assert [r['seq'] for r in trail(guest.storage_dir, operation='nova_snapshot_tree')['records']] == [3, 4, 5]
@@ -123,14 +124,14 @@ def test_audit_info_filters(scenario, trail):
     assert bad['failed'] and 'is not a time' in bad['msg']
 
 
-def test_check_mode_writes_nothing_and_syslog_gets_the_line(scenario):
+def check_mode_writes_nothing_and_syslog_gets_the_line(scenario):
     before, after = scenario['check']
     assert before == after
     first = all_lines(scenario['guest'].storage_dir)[0][1][0]
     assert scenario['datagram'].startswith(b'<86>nova.snapshots[') and scenario['datagram'].endswith(b': ' + first)
 
 
-def test_every_result_has_plausible_timings(scenario):
+def every_result_has_plausible_timings(scenario):
     for module, args, check, result in scenario['steps']:
         t = result['timings']
         assert set(PHASES) | {'total'} <= set(t), (module, args, t)
@@ -143,7 +144,7 @@ def test_every_result_has_plausible_timings(scenario):
     assert create['libvirt'] + create['qemu_img'] + create['store'] + create['plan'] > 0.01
 
 
-def test_the_operation_log_has_a_line_per_step_and_debug_adds_the_calls(scenario):
+def the_operation_log_has_a_line_per_step_and_debug_adds_the_calls(scenario):
     guest = scenario['guest']
     text = open(scenario['log_file']).read()
     lines = text.splitlines()
@@ -167,7 +168,7 @@ def test_the_operation_log_has_a_line_per_step_and_debug_adds_the_calls(scenario
     assert 'done: changed=True' in text
 
 
-def test_an_edited_line_and_a_deleted_line_are_found_with_their_line_number(scenario, trail, tmp_path):
+def an_edited_line_and_a_deleted_line_are_found_with_their_line_number(scenario, trail, tmp_path):
     store = str(tmp_path / 'store')
     os.mkdir(store)
     for name in os.listdir(scenario['guest'].storage_dir):
@@ -241,3 +242,14 @@ def test_two_playbooks_on_two_vms_at_once_leave_a_well_formed_verified_trail(con
         [r['seq'] for r in got['records'] if r['who']['awx_job_id'] == '100']
     raw = open(os.path.join(store, 'audit.log'), 'rb').read()
     assert raw.endswith(b'\n') and all(json.loads(line) for line in raw.splitlines())
+
+
+def test_one_scenario_on_a_running_guest(scenario, tmp_path, trail):
+    """The checks of the shared scenario, as one test: pytest-xdist would otherwise build the
+    scenario once per worker."""
+    every_change_and_failure_has_one_line_and_the_chain_verifies(scenario, trail)
+    audit_info_filters(scenario, trail)
+    check_mode_writes_nothing_and_syslog_gets_the_line(scenario)
+    every_result_has_plausible_timings(scenario)
+    the_operation_log_has_a_line_per_step_and_debug_adds_the_calls(scenario)
+    an_edited_line_and_a_deleted_line_are_found_with_their_line_number(scenario, trail, tmp_path)

@@ -22,6 +22,7 @@ import pytest
 import testbed
 from testbed import guest_task
 
+
 SNAP = 'nova.snapshots.nova_snapshot'
 
 
@@ -59,7 +60,7 @@ def task(guest, ok=True, **args):
     return result
 
 
-def test_defaults_are_private_from_the_start(guest):
+def defaults_are_private_from_the_start(guest):
     task(guest, name='p1', snapshot_type='external')        # with RAM: memory.save too
     got = stats(guest, 'p1')
     assert set(got) == {'.', 'disk_vda.qcow2', 'memory.save', 'metadata.json', 'snapshot.xml'}
@@ -67,7 +68,7 @@ def test_defaults_are_private_from_the_start(guest):
     assert all(mode == '0600' for n, (_o, _g, mode) in got.items() if n != '.'), got
 
 
-def test_a_new_snapshot_gets_the_owner_group_and_mode_asked(guest):
+def a_new_snapshot_gets_the_owner_group_and_mode_asked(guest):
     r = task(guest, name='p2', snapshot_type='disk_only', group='kvm', mode='0640')
     assert r['changed'] and 'set permissions of snapshot p2 to group kvm mode 0640' in r['actions']
     got = stats(guest, 'p2')
@@ -77,7 +78,7 @@ def test_a_new_snapshot_gets_the_owner_group_and_mode_asked(guest):
     assert guest.read_marker('vda', 8192, 8) == 'after-p2'
 
 
-def test_a_mode_that_locks_qemu_out_of_the_running_vms_overlay_is_refused(guest):
+def a_mode_that_locks_qemu_out_of_the_running_vms_overlay_is_refused(guest):
     before = stats(guest, 'p2')
     r = task(guest, ok=False, name='p2', owner='root', group='root', mode='0640')
     assert r['failed'] and "lock libvirt's QEMU user" in r['msg'] and 'read and write' in r['msg']
@@ -88,7 +89,7 @@ def test_a_mode_that_locks_qemu_out_of_the_running_vms_overlay_is_refused(guest)
     assert 'p9' not in [s.getName() for s in guest.dom.listAllSnapshots()]
 
 
-def test_an_existing_snapshot_changes_idempotently_with_a_diff(guest):
+def an_existing_snapshot_changes_idempotently_with_a_diff(guest):
     # p1's overlay is now a backing file the running VM reads: group kvm with read access is enough
     check = guest_task(SNAP, guest, check=True, diff=True, name='p1', owner='root', group='kvm', mode='0640')
     assert check['changed'] and check['diff']['after']['permissions'], check
@@ -113,3 +114,12 @@ def test_an_existing_snapshot_changes_idempotently_with_a_diff(guest):
     assert [a['operation'] for a in audit if a['snapshots'] == ['p1']] == ['create', 'permissions']
     guest.write_marker('vda', 12288, 'still-ok')
     assert guest.read_marker('vda', 12288, 8) == 'still-ok'
+
+
+def test_permissions_on_a_running_guest(guest):
+    """The steps build on each other (one guest, its snapshots in order), so they run as one test:
+    pytest-xdist may give separate tests of a module to separate workers."""
+    defaults_are_private_from_the_start(guest)
+    a_new_snapshot_gets_the_owner_group_and_mode_asked(guest)
+    a_mode_that_locks_qemu_out_of_the_running_vms_overlay_is_refused(guest)
+    an_existing_snapshot_changes_idempotently_with_a_diff(guest)

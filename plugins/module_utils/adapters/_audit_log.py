@@ -87,7 +87,8 @@ class AuditLog(object):
     def append(self, record):
         """Seal `record` onto the chain and append it durably; returns the line written (bytes)."""
         if not os.path.isdir(self.storage_dir):
-            os.makedirs(self.storage_dir, 0o700)
+            # 0755 as the store makes it: QEMU must pass through it to the domains' private directories
+            os.makedirs(self.storage_dir, 0o755)
         lock = os.open(os.path.join(self.storage_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
