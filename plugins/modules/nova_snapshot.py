@@ -110,6 +110,7 @@ options:
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
+  - nova.snapshots.io_limit
 attributes:
   check_mode:
     support: full
@@ -310,6 +311,7 @@ def main():
             children=dict(type='str', default='keep', choices=['keep', 'delete']),
             job_timeout=dict(type='int', default=600),
             checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
+            io_limit=dict(type='int'),
         ),
         supports_check_mode=True,
     )
