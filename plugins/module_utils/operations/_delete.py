@@ -19,11 +19,14 @@ __metaclass__ = type
 import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real, uppers
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, require_free
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import DELETE_MERGED, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
+from ansible_collections.nova.snapshots.plugins.module_utils.model._space import ranges_minus
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
+
+MERGE_RESERVE = 1024 * 1024     # beyond the data a merge copies: qcow2 metadata, the header
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import Step, block, run_steps
 
 
@@ -67,6 +70,22 @@ def delete_one(m, tree, snap):
     m.store.save(tree)
 
 
+def own_ranges(m, path):
+    """(data, covered): the ranges `path` itself holds data for, and those it covers (data or zeros)."""
+    data, covered = [], []
+    for e in m.qemu_img.map(path, m.view.info(path).format or 'qcow2'):
+        if e.depth == 0 and e.present:
+            covered.append((e.start, e.length))
+            if e.data:
+                data.append((e.start, e.length))
+    return data, covered
+
+
+def merge_copy_bytes(m, src, dest):
+    """Bytes a merge of image `src` into `dest` (next to it in the chain) copies: `src`'s data `dest` does not cover."""
+    return ranges_minus(own_ranges(m, src)[0], own_ranges(m, dest)[1])
+
+
 def layer_step(m, tree, snap, disk):
     """The Step that merges `disk.file_path` into the one image above it, or None when there is nothing to do."""
     frozen = disk.file_path
@@ -85,15 +104,19 @@ def layer_step(m, tree, snap, disk):
     upper = above[0]
     info = m.view.info(frozen)
     base, base_fmt = info.backing_file, info.backing_format
-    require_free(os.path.dirname(upper), (info.actual_size or 0) + OVERLAY_RESERVE, 'merging %s into %s' % (frozen, upper))
     vm_chain = []
     if m.domain.is_active:
         live_disk = m.domain_xml().disk(disk.device)
         if live_disk is not None and live_disk.source_file:
             vm_chain = [real(p) for p in m.view.chain(live_disk.source_file)]
+    commit = bool(vm_chain) and real(upper) in vm_chain and real(upper) != vm_chain[0]
+    # what the merge writes: the data of the image merged away that the one kept does not cover
+    src, dest = (upper, frozen) if commit else (frozen, upper)
+    copied = merge_copy_bytes(m, src, dest)
+    require_free(os.path.dirname(dest), copied + copied // 32 + MERGE_RESERVE, 'merging %s into %s' % (frozen, upper))
     if vm_chain and real(upper) == vm_chain[0]:
         return Step(disk.device, lambda: block(m, disk.device).start_pull(base), m.view.invalidate)
-    if real(upper) in vm_chain:
+    if commit:
         # a frozen image the running guest reads through: merge it down into ours instead
         def committed():
             tree.repoint_image(upper, frozen, new_backing=base, key=real)

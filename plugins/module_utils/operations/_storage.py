@@ -29,7 +29,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains im
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import disk_usage, free_bytes
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._policy_store import PolicyStore
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._stale_lock import force_unlock
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, NotFound, NovaError, Refused
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, InsufficientSpace, NotFound, NovaError, Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import CATEGORY, TAG_POLICY, TAG_PROTECTED, read_tags
 from ansible_collections.nova.snapshots.plugins.module_utils.model._retention import plan_retention
 from ansible_collections.nova.snapshots.plugins.module_utils.model._space import (
@@ -38,10 +38,9 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._space import
     cleanup_order,
     human,
     parse_size,
-    ranges_minus,
 )
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._chain_health import describe_disks
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._delete import plan_delete
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._delete import merge_copy_bytes, plan_delete
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._enforce import own_records
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import check_io_limit
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
@@ -68,17 +67,6 @@ def open_managers(hypervisor, storage_dir, qemu_img, domains=None, lock_timeout=
 
 
 # -- what a snapshot holds ---------------------------------------------------------------------
-def _own_ranges(qemu_img, path, fmt):
-    """(data, covered): the ranges `path` itself holds data for, and those it covers (data or zeros)."""
-    data, covered = [], []
-    for e in qemu_img.map(path, fmt or 'qcow2'):
-        if e.depth == 0 and e.present:
-            covered.append((e.start, e.length))
-            if e.data:
-                data.append((e.start, e.length))
-    return data, covered
-
-
 def _on(path, dev):
     if dev is None:
         return True
@@ -109,10 +97,7 @@ def layer_freed(m, tree, snap, disk, tops, dev=None):
         return size, None           # nothing reads it: collected whole
     if len(above) > 1:
         return 0, '%s is shared by %d images above it (branches)' % (frozen, len(above))
-    info = m.view.info(frozen)
-    data, _cov = _own_ranges(m.qemu_img, frozen, info.format)
-    _data, covered = _own_ranges(m.qemu_img, above[0], m.view.info(above[0]).format)
-    copied = ranges_minus(data, covered) if _on(above[0], dev) else 0
+    copied = merge_copy_bytes(m, frozen, above[0]) if _on(above[0], dev) else 0
     return max(size - copied, 0), None
 
 
@@ -352,7 +337,12 @@ def cleanup(managers, storage_dir, free_space, check_mode, path=None, include_ma
         if snap is None or not snapshot_space(m, tree, snap, m.all_tops(tree), dev)['exclusive_bytes']:
             continue        # gone meanwhile, or an earlier delete took what it held
         before = free_bytes(where)
-        m.run(False, lambda t, m=m, name=c.name: plan_delete(m, t, name, children='keep'))
+        try:
+            m.run(False, lambda t, m=m, name=c.name: plan_delete(m, t, name, children='keep'))
+        except InsufficientSpace as e:
+            result['held'].append(dict(domain=c.domain, snapshot=c.name, bytes=c.freed,
+                                       reason='its delete must copy data first: %s' % e.msg))
+            continue
         result['deleted'].append(dict(domain=c.domain, name=c.name, freed=free_bytes(where) - before))
         result['changed'] = True
     result['free_after'] = free_bytes(where)
