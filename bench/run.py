@@ -11,6 +11,7 @@ import bench_branches
 import bench_chain
 import bench_export
 import bench_fleet
+import bench_jobs
 import bench_policy
 import bench_snapshot
 import bench_tree
@@ -28,3 +29,4 @@ if __name__ == '__main__':
     bench_export.main(libvirt.open('qemu:///system'))
     bench_verify.main(libvirt.open('qemu:///system'))
     bench_fleet.main()
+    bench_jobs.main()

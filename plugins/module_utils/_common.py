@@ -60,7 +60,8 @@ def snapshot_manager(module, hypervisor, domain=None):
     p = module.params
     manager = SnapshotManager(hypervisor, domain or p['domain'], p['storage_dir'], QemuImg(module.run_command),
                               lock_timeout=p['lock_timeout'], job_timeout=p.get('job_timeout') or 600)
-    manager.io_limit = check_io_limit(p.get('io_limit'))    # modules with the nova.snapshots.io_limit fragment
+    manager.io_limit = check_io_limit(p.get('io_limit'))    # modules with the nova.snapshots.block_jobs fragment
+    manager.parallel_disks = bool(p.get('parallel_disks'))
     return manager
 
 

@@ -105,7 +105,7 @@ options:
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
-  - nova.snapshots.io_limit
+  - nova.snapshots.block_jobs
 attributes:
   check_mode:
     support: full
@@ -344,6 +344,7 @@ def main():
             active_storage=dict(type='path'),
             job_timeout=dict(type='int', default=600),
             io_limit=dict(type='int'),
+            parallel_disks=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )

@@ -110,7 +110,7 @@ options:
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
-  - nova.snapshots.io_limit
+  - nova.snapshots.block_jobs
 attributes:
   check_mode:
     support: full
@@ -312,6 +312,7 @@ def main():
             job_timeout=dict(type='int', default=600),
             checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
             io_limit=dict(type='int'),
+            parallel_disks=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )

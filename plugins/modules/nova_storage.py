@@ -79,7 +79,7 @@ options:
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
-  - nova.snapshots.io_limit
+  - nova.snapshots.block_jobs
 attributes:
   check_mode:
     support: full
@@ -239,6 +239,7 @@ def main():
             max_chain_length=dict(type='int', default=10),
             job_timeout=dict(type='int', default=600),
             io_limit=dict(type='int'),
+            parallel_disks=dict(type='bool', default=False),
         ),
         mutually_exclusive=[('domain', 'domains')],
         required_if=[('state', 'unlocked', ('domain',)), ('state', 'cleaned', ('free_space',))],

@@ -41,7 +41,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files imp
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import Step, block, rounds, run_steps
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import Step, block, concurrent, rounds, run_steps
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._tiers import move_layer, plan_moves
 
 METHODS = ('commit', 'pull', 'auto')
@@ -194,7 +194,7 @@ def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=8
         files = needed_files(m.view, m.all_tops(tree))
         used_before = _usage(files)
         for batch in rounds(ops):      # the disks' jobs at once, each disk's in order
-            run_steps([_step(m, tree, op, running) for op in batch], parallel=running)
+            run_steps([_step(m, tree, op, running) for op in batch], parallel=concurrent(m))
         collect_garbage(m, tree)
         needed_now = needed_files(m.view, m.all_tops(tree))
         extra['space_saved'] = used_before - _usage(files | needed_now)

@@ -27,7 +27,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksu
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
 
 MERGE_RESERVE = 1024 * 1024     # beyond the data a merge copies: qcow2 metadata, the header
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import Step, block, run_steps
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import Step, block, concurrent, run_steps
 
 
 def plan_delete(m, tree, name, children='keep'):
@@ -58,7 +58,7 @@ def delete_one(m, tree, snap):
     else:
         # every disk's merge planned first, then the block jobs of all disks run at once
         steps = [s for s in (layer_step(m, tree, snap, disk) for disk in snap.disk_files) if s is not None]
-        run_steps(steps, parallel=m.domain.is_active)
+        run_steps(steps, parallel=concurrent(m))
         crash_point(DELETE_MERGED)
         m.domain.delete_snapshot(snap.name, metadata_only=True, missing_ok=True)
     for branch in tree.branches.values():

@@ -374,6 +374,7 @@ def storage_task(p, hypervisor, qemu_img, check_mode):
     managers = open_managers(hypervisor, p['storage_dir'], qemu_img, domains, p['lock_timeout'], p['job_timeout'])
     for m in managers:
         m.io_limit = check_io_limit(p.get('io_limit'))
+        m.parallel_disks = bool(p.get('parallel_disks'))
     if state == 'analyzed':
         return analyze(managers, p['storage_dir'], max_chain_length=p['max_chain_length'])
     if p['free_space'] is None:
