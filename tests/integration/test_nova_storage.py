@@ -69,9 +69,10 @@ def small_store(make_guest):
         subprocess.run(['umount', '-l', guest.storage_dir], check=False)
 
 
-def frozen(guest, name):
-    info = ok(guest_task('nova.snapshots.nova_snapshot_info', guest, name=name))
-    return info['snapshots'][0]['disk_files'][0]['file_path']
+def frozen_images(run_module, guest):
+    """{snapshot: the image holding its state of vda}, read in-process (a read-only module)."""
+    info = ok(run_module('nova.snapshots.nova_snapshot_info', domain=guest.name, storage_dir=guest.storage_dir))
+    return dict((s['name'], s['disk_files'][0]['file_path']) for s in info['snapshots'])
 
 
 def free(path):
@@ -79,11 +80,11 @@ def free(path):
     return st.f_bavail * st.f_frsize
 
 
-def test_analyze_then_clean_a_full_small_filesystem(small_store):
+def test_analyze_then_clean_a_full_small_filesystem(small_store, run_module):
     guest = small_store
-    images = dict((n, frozen(guest, n)) for n in ('p1', 'p2', 'p3', 'm1', 'prot'))
+    images = frozen_images(run_module, guest)
 
-    report = ok(guest_task(STORAGE, guest, state='analyzed'))
+    report = ok(run_module(STORAGE, domain=guest.name, storage_dir=guest.storage_dir, state='analyzed'))
     assert report['changed'] is False
     [dom] = report['domains']
     snaps = dict((s['name'], s) for s in dom['snapshots'])
@@ -104,8 +105,6 @@ def test_analyze_then_clean_a_full_small_filesystem(small_store):
 
     bad = guest_task(STORAGE, guest, state='cleaned', free_space='seven megs')
     assert bad['failed'] and "free_space must be a size such as '10GB'" in bad['msg']
-    bad = guest_task(STORAGE, guest, state='cleaned', free_space='1MB', path='/nonexistent/tier')
-    assert bad['failed'] and '/nonexistent/tier does not exist' in bad['msg']
 
     too_much = guest_task(STORAGE, guest, state='cleaned', free_space='%d' % (before + 100 * MIB))
     assert too_much['failed'] and 'nothing was deleted' in too_much['msg']
@@ -122,19 +121,18 @@ def test_analyze_then_clean_a_full_small_filesystem(small_store):
     assert done['changed'] and [d['name'] for d in done['deleted']] == ['p2', 'p3'] and done['target_met']
     assert free(guest.storage_dir) >= want
     assert not os.path.exists(images['p2']) and not os.path.exists(images['p3'])
-    names = [s['name'] for s in ok(guest_task('nova.snapshots.nova_snapshot_info', guest))['snapshots']]
-    assert sorted(names) == ['m1', 'p1', 'prot']
+    assert sorted(frozen_images(run_module, guest)) == ['m1', 'p1', 'prot']
     assert sorted(guest.dom.snapshotListNames()) == ['m1', 'p1', 'prot']
     # every remaining snapshot still shows its own bytes, and the VM its latest
     for name, step in (('p1', 1), ('m1', 4), ('prot', 5)):
-        assert image_bytes(frozen(guest, name), 0, 4096) == bytes([step]) * 4096, name
+        assert image_bytes(images[name], 0, 4096) == bytes([step]) * 4096, name
     assert image_bytes(top(guest), 0, 4096) == bytes([6]) * 4096
 
     again = ok(guest_task(STORAGE, guest, state='cleaned', free_space=str(want)))
     assert again['changed'] is False and again['deleted'] == []
 
 
-def test_force_unlock_killed_and_live_holder(make_guest, tmp_path):
+def test_force_unlock_killed_and_live_holder(make_guest, tmp_path, run_module):
     guest = make_guest(disks=1, running=False)
     fill(guest, 1)
     snapshot(guest, 's1')
@@ -142,16 +140,16 @@ def test_force_unlock_killed_and_live_holder(make_guest, tmp_path):
     snapshot(guest, 's2')
     fill(guest, 3)
 
-    assert ok(guest_task(STORAGE, guest, state='unlocked'))['changed'] is False     # nothing held
-    bad = guest_task(STORAGE, guest, state='unlocked', domain=None)
-    assert bad['failed'] and 'domain' in bad['msg']
+    args = dict(domain=guest.name, storage_dir=guest.storage_dir)
+    assert ok(run_module(STORAGE, state='unlocked', **args))['changed'] is False     # nothing held
+    bad = run_module(STORAGE, state='unlocked', storage_dir=guest.storage_dir)
+    assert bad['failed'] and 'state is unlocked but all of the following are missing: domain' in bad['msg']
 
     # a live holder: a delete held mid-operation (its layer merged, libvirt not told yet)
     hold = str(tmp_path / 'hold')
-    args = dict(domain=guest.name, storage_dir=guest.storage_dir, name='s2', state='absent')
-    task = held_task(SNAP, args, crash.DELETE_MERGED, hold)
+    task = held_task(SNAP, dict(args, name='s2', state='absent'), crash.DELETE_MERGED, hold)
     pid = int(open(hold).read())
-    refused = guest_task(STORAGE, guest, state='unlocked')
+    refused = run_module(STORAGE, state='unlocked', **args)
     assert refused['failed'] and 'pid %d' % pid in refused['msg'] and 'is alive' in refused['msg']
     assert "delete snapshot s2 of %s" % guest.name in refused['msg']
     assert refused['holder']['pid'] == pid
@@ -165,18 +163,45 @@ def test_force_unlock_killed_and_live_holder(make_guest, tmp_path):
     while os.path.exists('/proc/%d' % pid) and time.time() < deadline:
         time.sleep(0.1)
     os.unlink(hold)
-    checked = ok(guest_task(STORAGE, guest, check=True, state='unlocked'))
+    checked = ok(guest_task(STORAGE, guest, check=True, state='unlocked'))        # check mode, through a playbook
     assert checked['changed'] and checked['lock']['state'] == 'stale' and checked['lock']['holder']['pid'] == pid
-    cleared = ok(guest_task(STORAGE, guest, state='unlocked'))
+    cleared = ok(run_module(STORAGE, state='unlocked', **args))
     assert cleared['changed'] and cleared['lock']['holder']['pid'] == pid
     assert 'no longer exists' in cleared['lock']['reason']
     assert open(os.path.join(guest.storage_dir, guest.name, '.lock')).read() == ''
-    assert ok(guest_task(STORAGE, guest, state='unlocked'))['changed'] is False
+    assert ok(run_module(STORAGE, state='unlocked', **args))['changed'] is False
 
     # the interrupted delete is finished by the next run: s2 gone everywhere, every state kept
-    s1_image = frozen(guest, 's1')
+    s1_image = frozen_images(run_module, guest)['s1']
     ok(guest_task(SNAP, guest, name='s2', state='absent'))
     assert guest.dom.snapshotListNames() == ['s1']
-    assert [s['name'] for s in ok(guest_task('nova.snapshots.nova_snapshot_info', guest))['snapshots']] == ['s1']
+    assert list(frozen_images(run_module, guest)) == ['s1']
     assert image_bytes(s1_image, 0, 4096) == bytes([1]) * 4096
     assert image_bytes(top(guest), 0, 4096) == bytes([3]) * 4096
+
+
+def test_diagnosed_chain_length_settings_and_fragmentation(make_guest, run_module):
+    guest = make_guest(disks=1, running=False)
+    guest.redefine(lambda root: root.find('devices/disk/driver').set('cache', 'writethrough'))
+    for step in (1, 2):
+        fill(guest, step)
+        snapshot(guest, 's%d' % step)
+    args = dict(domain=guest.name, storage_dir=guest.storage_dir)
+    bad = run_module('nova.snapshots.nova_chain', state='diagnosed', disks=['vdz'], **args)
+    assert bad['failed'] and "has no disk vdz" in bad['msg']
+    result = ok(run_module('nova.snapshots.nova_chain', state='diagnosed', max_chain_length=2, **args))
+    assert result['changed'] is False
+    vda = result['diagnosis']['vda']
+    assert vda['chain_length'] == 3 and vda['base_image'] == guest.disks['vda'] and vda['block_job'] is None
+    assert vda['settings']['cache'] == 'writethrough' and vda['settings']['bus'] == 'virtio'
+    # reads come from s2's layer only (it covers the 4 MiB the base holds too; the VM's image is empty)
+    assert vda['layers_read'] == 1 and vda['bytes_read_per_depth'] == {'1': 4 * MIB}
+    assert [img['allocated_clusters'] for img in vda['images']] == [0, 64, 64]      # 64 KiB clusters
+    for img in vda['images']:
+        assert img['fragmentation_percent'] is not None and 0 <= img['fragmented_clusters'] <= 64, img
+        assert img['storage']['directory'] in (os.path.join(guest.storage_dir, guest.name), guest.dir)
+    found = [p['problem'] for p in result['problems']]
+    assert any(p.startswith('Snapshot chain length exceeds recommended limit: 3 images') for p in found), found
+    assert any("cache='writethrough'" in p for p in found) and any('discard is not unmap' in p for p in found)
+    fixes = [p['fix'] for p in result['problems'] if 'chain length' in p['problem']]
+    assert 'nova_chain state=consolidated' in fixes[0]

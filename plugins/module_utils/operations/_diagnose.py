@@ -46,9 +46,10 @@ def _image(m, path, depth, snapshot_of):
             check = m.qemu_img.check(path)
         except NovaError:
             check = {}
-        alloc, frag = check.get('allocated-clusters'), check.get('fragmented-clusters')
-        entry.update(allocated_clusters=alloc, fragmented_clusters=frag,
-                     fragmentation_percent=round(100.0 * frag / alloc, 1) if alloc and frag is not None else None)
+        if check:       # qemu-img leaves the counts out when they are 0 (an empty overlay)
+            alloc, frag = check.get('allocated-clusters') or 0, check.get('fragmented-clusters') or 0
+            entry.update(allocated_clusters=alloc, fragmented_clusters=frag,
+                         fragmentation_percent=round(100.0 * frag / alloc, 1) if alloc else 0.0)
     return entry
 
 
