@@ -153,3 +153,15 @@ def test_run_steps_starts_all_before_finishing_and_finishes_started_ones_on_erro
     with pytest.raises(Refused):
         run_steps([Step('vda', start('a')), Step('vdb', start('b', fail=True)), Step('vdc', start('c'))])
     assert log == ['start a', 'finish a']
+
+
+def test_disk_settings_findings():
+    from ansible_collections.nova.snapshots.plugins.module_utils.operations._diagnose import _settings_problems
+    base = dict(cache=None, io=None, discard='unmap', detect_zeroes=None, iothread=None, bus='virtio')
+    assert _settings_problems('vda', '/i', base, 'qcow2') == []
+    found = _settings_problems('vda', '/i', dict(base, cache='writethrough', discard=None, bus='ide'), 'qcow2')
+    assert [(p['severity'], p['problem'].split(':')[0]) for p in found] == [
+        ('warning', "cache='writethrough'"), ('info', 'discard is not unmap'), ('warning', "bus='ide' is an emulated controller, slower than virtio")]
+    assert "cache='none' io='native'" in found[0]['fix']
+    threads = _settings_problems('vda', '/i', dict(base, cache='none'), 'qcow2')
+    assert [p['severity'] for p in threads] == ['info'] and "io='native'" in threads[0]['fix']
