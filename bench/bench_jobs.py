@@ -10,7 +10,7 @@
   the other (the default) against one disk alone.
 - parallel_disks: the two disks' jobs at once (ours, parallel_disks on) against one after the other
   (peer). QEMU 7.2 crashes in some of these rounds; they are counted in a comment line, the VM is
-  started again on its (intact) disks, and the line has the rounds that finished.
+  started again, and the line has the rounds that finished.
 """
 
 from __future__ import annotations

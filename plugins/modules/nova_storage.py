@@ -199,8 +199,8 @@ deleted:
   elements: dict
 held:
   description:
-    - With O(state=cleaned), what holds the rest of the space (C(domain), C(snapshot), C(bytes), C(reason)):
-      protected and hand-made snapshots, snapshots whose delete frees nothing, the VMs' own images.
+    - With O(state=cleaned), what holds the rest of the space (C(domain), C(snapshot), C(bytes), C(reason)),
+      such as protected and hand-made snapshots, snapshots whose delete frees nothing, the VMs' own images.
   returned: when O(state=cleaned)
   type: list
   elements: dict
@@ -245,8 +245,8 @@ def main():
         required_if=[('state', 'unlocked', ('domain',)), ('state', 'cleaned', ('free_space',))],
         supports_check_mode=True,
     )
-    run_module(module, lambda hypervisor: storage_task(module.params, hypervisor, QemuImg(module.run_command),
-                                                      module.check_mode))
+    run_module(module, lambda hypervisor: storage_task(
+        module.params, hypervisor, QemuImg(module.run_command), module.check_mode))
 
 
 if __name__ == '__main__':

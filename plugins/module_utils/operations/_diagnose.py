@@ -99,9 +99,9 @@ def diagnose_disk(m, disk, max_length, snapshot_of, running, current_chain):
         if (img['fragmentation_percent'] or 0) > FRAGMENTED_PERCENT and (img['allocated_clusters'] or 0) >= FRAGMENTED_MIN_CLUSTERS:
             fix = ('nova_chain state=optimized (rewrites frozen layers in order)' if img['depth'] else
                    'take a snapshot and consolidate later, or qemu-img convert the image while the VM is off')
-            found.append(problem(disk.target, img['file'], 'warning', '%s is fragmented: %s of %s allocated clusters (%s%%) '
-                                 'are out of order' % (img['file'], img['fragmented_clusters'], img['allocated_clusters'],
-                                                      img['fragmentation_percent']), fix))
+            what = '%s is fragmented: %s of %s allocated clusters (%s%%) are out of order' % (
+                img['file'], img['fragmented_clusters'], img['allocated_clusters'], img['fragmentation_percent'])
+            found.append(problem(disk.target, img['file'], 'warning', what, fix))
         if img['storage']['rotational'] and real(img['file']) in current_chain:
             found.append(problem(disk.target, img['file'], 'warning', 'the VM reads %s from rotational (slow) storage'
                                  % img['file'], 'nova_chain state=consolidated active_storage=<a directory on SSD> '

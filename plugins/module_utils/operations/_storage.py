@@ -358,8 +358,9 @@ def cleanup(managers, storage_dir, free_space, check_mode, path=None, include_ma
 def _held_words(held):
     if not held:
         return 'nothing else of the collection (other files fill the filesystem)'
-    return '; '.join('%s%s (%s): %s' % (h['domain'], '/' + h['snapshot'] if h['snapshot'] else '', human(h['bytes']),
-                                         h['reason']) for h in held[:10]) + (' and %d more' % (len(held) - 10) if len(held) > 10 else '')
+    words = ['%s%s (%s): %s' % (h['domain'], '/' + h['snapshot'] if h['snapshot'] else '', human(h['bytes']), h['reason'])
+             for h in held[:10]]
+    return '; '.join(words) + (' and %d more' % (len(held) - 10) if len(held) > 10 else '')
 
 
 # -- the module's task ----------------------------------------------------------------------

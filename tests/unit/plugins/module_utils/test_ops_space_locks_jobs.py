@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from hypothesis import given, strategies as st
@@ -90,7 +91,7 @@ def test_force_unlock_stale_record_live_holder_and_free(tmp_path):
               'fd = os.open(%r, os.O_RDWR | os.O_CREAT)\nfcntl.flock(fd, fcntl.LOCK_EX)\n'
               'os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), operation="x", since=1)).encode())\n'
               'os.kill(os.getpid(), signal.SIGKILL)\n' % store.lock_path)
-    subprocess.run([sys.executable, '-c', script])
+    subprocess.run([sys.executable, '-c', script], check=False)      # it kills itself
     assert store.lock_holder()['operation'] == 'x'
     checked = force_unlock(store, True)
     assert checked['changed'] and checked['lock']['state'] == 'stale' and store.lock_holder()['operation'] == 'x'
@@ -100,10 +101,9 @@ def test_force_unlock_stale_record_live_holder_and_free(tmp_path):
     # a live holder: refused, with its details
     live = subprocess.Popen([sys.executable, '-c', script.replace('os.kill(os.getpid(), signal.SIGKILL)', 'import time; time.sleep(30)')])
     try:
-        for _ in range(100):
-            if store.lock_holder():
-                break
-            subprocess.run(['sleep', '0.05'])
+        deadline = time.time() + 10
+        while not store.lock_holder() and time.time() < deadline:
+            time.sleep(0.05)
         with pytest.raises(LockHeld) as e:
             force_unlock(store, False)
         assert 'pid %d' % live.pid in e.value.msg and 'alive' in e.value.msg
