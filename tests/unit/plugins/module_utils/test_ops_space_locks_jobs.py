@@ -165,3 +165,19 @@ def test_disk_settings_findings():
     assert "cache='none' io='native'" in found[0]['fix']
     threads = _settings_problems('vda', '/i', dict(base, cache='none'), 'qcow2')
     assert [p['severity'] for p in threads] == ['info'] and "io='native'" in threads[0]['fix']
+
+
+def test_qemu_img_commit_and_convert_take_the_rate_limit():
+    from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
+    calls = []
+
+    def run(cmd, environ_update=None):
+        calls.append(cmd)
+        return 0, '', ''
+    q = QemuImg(run)
+    q.commit('/s/top.qcow2', '/s/base.qcow2', rate=1048576)
+    q.commit('/s/top.qcow2', '/s/base.qcow2')
+    q.rewrite_layer('/s/l.qcow2', '/s/l.new', '/s/b.qcow2', 'qcow2', rate=2097152)
+    assert calls[0] == ['qemu-img', 'commit', '-q', '-d', '-f', 'qcow2', '-b', '/s/base.qcow2', '-r', '1048576', '/s/top.qcow2']
+    assert '-r' not in calls[1]
+    assert calls[2][:8] == ['qemu-img', 'convert', '-q', '-f', 'qcow2', '-O', 'qcow2', '-r'] and calls[2][8] == '2097152'
