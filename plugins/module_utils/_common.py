@@ -18,6 +18,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.nova.snapshots.plugins.module_utils._observe import AUDIT_SPEC, Session
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import check_io_limit
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._libvirt import (
     HAS_LIBVIRT,
@@ -61,8 +62,11 @@ def check_requirements(module):
 def snapshot_manager(module, hypervisor, domain=None):
     """The engine for the module's domain (or `domain`), built from the shared options."""
     p = module.params
-    return SnapshotManager(hypervisor, domain or p['domain'], p['storage_dir'], QemuImg(module.run_command),
-                           lock_timeout=p['lock_timeout'], job_timeout=p.get('job_timeout') or 600)
+    manager = SnapshotManager(hypervisor, domain or p['domain'], p['storage_dir'], QemuImg(module.run_command),
+                              lock_timeout=p['lock_timeout'], job_timeout=p.get('job_timeout') or 600)
+    manager.io_limit = check_io_limit(p.get('io_limit'))    # modules with the nova.snapshots.block_jobs fragment
+    manager.parallel_disks = bool(p.get('parallel_disks'))
+    return manager
 
 
 def run_plan(module, planner, finish=None):

@@ -117,6 +117,7 @@ extends_documentation_fragment:
   - nova.snapshots.encryption.create
   - nova.snapshots.audit
   - nova.snapshots.audit.permissions
+  - nova.snapshots.block_jobs
 attributes:
   check_mode:
     support: full
@@ -360,6 +361,8 @@ def main():
             children=dict(type='str', default='keep', choices=['keep', 'delete']),
             job_timeout=dict(type='int', default=600),
             checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
+            io_limit=dict(type='int'),
+            parallel_disks=dict(type='bool', default=False),
             **dict(ENCRYPTION_SPEC, **PERMISSIONS_SPEC)
         ),
         required_if=[('encrypt', True, ['key_file'])],

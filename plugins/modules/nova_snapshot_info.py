@@ -243,6 +243,12 @@ snapshots:
     memory_file:
       description: File holding the RAM state, or null.
       type: str
+    memory_size_bytes:
+      description: With O(details), bytes the memory file takes on disk (null without one).
+      type: int
+    chain_length:
+      description: With O(details), per disk the number of images the snapshot's state is read through.
+      type: dict
     config_snapshot:
       description: File with libvirt's snapshot XML.
       type: str

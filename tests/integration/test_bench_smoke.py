@@ -22,6 +22,7 @@ SMALLEST = {
     'NOVA_BENCH_VERIFY_LAYERS': '1',
     'NOVA_BENCH_VERIFY_LAYER_MIB': '16',
     'NOVA_BENCH_EXPORT_MIB': '16',
+    'NOVA_BENCH_JOBS_MIB': '16',
 }
 # `name: ours=... peer=... ratio=...` (a name may say what it compares in parentheses; a pure planner has a limit)
 LINE = re.compile(r'^[A-Za-z0-9_]+( \([^)]*\))?: ours=[0-9.]+\S* (peer=[0-9.]+\S* ratio=[0-9.]+|limit=[0-9.]+)\S*( .*)?$')

@@ -131,9 +131,10 @@ class QemuImg(object):
         else:
             self.run(*(['rebase', '-q'] + mode + ['-f', fmt, '-F', backing_format, '-b', backing, path]))
 
-    def commit(self, top, base, fmt='qcow2'):
-        """Write `top` and every image between it and `base` into `base` (`top` is left as it was)."""
-        self.run('commit', '-q', '-d', '-f', fmt, '-b', base, top)
+    def commit(self, top, base, fmt='qcow2', rate=None):
+        """Write `top` and every image between it and `base` into `base` (`top` is left as it was);
+        `rate` (bytes/s) limits the copying."""
+        self.run(*(['commit', '-q', '-d', '-f', fmt, '-b', base] + (['-r', int(rate)] if rate else []) + [top]))
 
     def measure_layer(self, path, fmt='qcow2', out_fmt='qcow2'):
         """Bytes a new image holding only `path`'s own data needs (its backing chain left out)."""
@@ -143,10 +144,10 @@ class QemuImg(object):
         out = self.run('measure', '-U', '--output=json', '-O', out_fmt, 'json:' + json.dumps(spec, sort_keys=True))
         return json.loads(out)['required']
 
-    def rewrite_layer(self, path, dest, backing, backing_format, compression=None):
+    def rewrite_layer(self, path, dest, backing, backing_format, compression=None, rate=None):
         """A new image `dest` with `path`'s own data (qcow2), on the same backing; zeros dropped,
-        data compressed when `compression` is zlib or zstd."""
-        args = ['convert', '-q', '-f', 'qcow2', '-O', 'qcow2']
+        data compressed when `compression` is zlib or zstd; `rate` (bytes/s) limits the reading."""
+        args = ['convert', '-q', '-f', 'qcow2', '-O', 'qcow2'] + (['-r', int(rate)] if rate else [])
         if compression:
             args += ['-c', '-o', 'compression_type=%s' % compression]
         if backing:

@@ -52,6 +52,8 @@ class SnapshotManager(object):
         self.qemu_img = qemu_img
         self.view = ChainView(qemu_img)
         self.job_timeout = job_timeout
+        self.io_limit = None        # bytes/s for work that copies data (block jobs, qemu-img); the module sets it
+        self.parallel_disks = False     # the block jobs of several disks at once (operations/_jobs.py concurrent)
         self.unsynced = []
 
     def run(self, check_mode, planner):
