@@ -78,6 +78,7 @@ options:
     default: 600
 extends_documentation_fragment:
   - nova.snapshots.common
+  - nova.snapshots.audit
   - nova.snapshots.common.store
   - nova.snapshots.block_jobs
 attributes:
@@ -216,6 +217,15 @@ lock:
       C(broken) (the holder is gone but the lock was still held; a new lock file replaced it).
   returned: when O(state=unlocked)
   type: dict
+timings:
+  description:
+    - Seconds the task spent per phase, each second counted once (in the innermost phase), so a slow run
+      can be explained from its result. C(plan) is the engine's planning, C(lock_wait) waiting for the
+      domain's lock, C(libvirt) and C(qemu_img) the calls to them, C(store) crash-safe metadata writes,
+      C(apply) the engine's own work while applying; C(total) is the whole task on the hypervisor.
+  returned: always
+  type: dict
+  sample: {"plan": 0.012, "lock_wait": 0.0, "libvirt": 0.84, "qemu_img": 0.21, "store": 0.006, "apply": 0.01, "total": 1.12}
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -228,7 +238,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._storage
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
-            store=True,
+            store=True, audited=True,
             state=dict(type='str', default='analyzed', choices=['analyzed', 'cleaned', 'unlocked']),
             domain=dict(type='str'),
             domains=dict(type='list', elements='str'),
