@@ -30,6 +30,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs im
 
 MERGE_RESERVE = 1024 * 1024     # beyond the data a merge copies: qcow2 metadata, the header
 
+
 def plan_delete(m, tree, name, children='keep', key_file=None):
     snap = tree.by_name(name)
     if snap is None:
