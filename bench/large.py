@@ -9,7 +9,7 @@
   command: `dd` of N MiB of its disk), so a memory save is as large as a real one.
 - measured(fn): fn() run in a forked child, timed there; the parent reads the child's peak RSS
   (it and every process it waited for, qemu-img included) from wait4's rusage.
-- peer(cmds): the peer's commands, timed, with their peak RSS the same way.
+- peer(cmds): the peer's commands, timed.
 """
 
 from __future__ import annotations
@@ -35,8 +35,14 @@ class Measure(object):
         self.seconds, self.rss_mib = seconds, rss_mib
 
 
+def settle():
+    """Write back what earlier steps left dirty in the page cache, so neither side pays for the other's writes."""
+    os.sync()
+
+
 def measured(fn):
     """Run fn() in a forked child (a module run is one process); its time and peak RSS."""
+    settle()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:        # the child: no exceptions escape, no cleanup of the parent's objects
@@ -67,7 +73,9 @@ def measured(fn):
 
 
 def peer(*cmds):
-    """Run the peer's commands one after the other; their time and the largest peak RSS among them."""
+    """Run the peer's commands one after the other; their time (and a peak RSS, which is not reported:
+    a command started by vfork counts this process's pages until its exec)."""
+    settle()
     rss, start = 0.0, time.perf_counter()
     for cmd in cmds:
         if callable(cmd):
@@ -88,13 +96,12 @@ RESULTS = []
 
 
 def report(name, ours, theirs, **facts):
-    """The project's line, with the peak RSS of both sides; every figure also goes to RESULTS (for plot.py)."""
+    """The project's line, with the peak RSS of our module run; every figure also goes to RESULTS (for plot.py)."""
     ratio = ours.seconds / theirs.seconds if theirs.seconds else float('inf')
     extra = ''.join(' %s=%s' % kv for kv in sorted(facts.items()))
-    print('%s: ours=%.3f peer=%.3f ratio=%.2f rss_mib=%.0f peer_rss_mib=%.0f%s'
-          % (name, ours.seconds, theirs.seconds, ratio, ours.rss_mib, theirs.rss_mib, extra), flush=True)
-    RESULTS.append(dict(name=name, ours=ours.seconds, peer=theirs.seconds, ratio=ratio, rss_mib=ours.rss_mib,
-                        peer_rss_mib=theirs.rss_mib, **facts))
+    print('%s: ours=%.3f peer=%.3f ratio=%.2f rss_mib=%.0f%s'
+          % (name, ours.seconds, theirs.seconds, ratio, ours.rss_mib, extra), flush=True)
+    RESULTS.append(dict(name=name, ours=ours.seconds, peer=theirs.seconds, ratio=ratio, rss_mib=ours.rss_mib, **facts))
 
 
 def growth(op, points):
