@@ -72,19 +72,27 @@ def grid(ops, data, path, xlabel, xscale=None, title=None):
 
 
 def chain_read(results, path):
-    reads = sorted((r['depth'], r) for r in results if r['name'].startswith('guest_read_depth_'))
-    if not reads:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    drawn = False
+    for ax, who in zip(axes, ('guest', 'host')):
+        reads = sorted((r['depth'], r) for r in results if r['name'].startswith('%s_read_depth_' % who))
+        if not reads:
+            ax.axis('off')
+            continue
+        drawn = True
+        depths = [d for d, _r in reads]
+        ax.plot(depths, [r['data_mib'] / r['peer'] for _d, r in reads], 'o-', label='through the chain')
+        ax.plot(depths, [r['data_mib'] / r['ours'] for _d, r in reads], 's--', label='after consolidation (flat)')
+        ax.set_xlabel('chain depth (images)')
+        ax.set_ylabel('MiB/s')
+        ax.set_title('%s: sequential read of %d MiB' % ('TCG guest (dd)' if who == 'guest' else 'host (qemu-img bench)',
+                                                         reads[0][1]['data_mib']), fontsize=9)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    if not drawn:
+        plt.close(fig)
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    depths = [d for d, _r in reads]
-    ax.plot(depths, [r['data_mib'] / r['peer'] for _d, r in reads], 'o-', label='through the chain')
-    ax.plot(depths, [r['data_mib'] / r['ours'] for _d, r in reads], 's--', label='after consolidation (flat)')
-    ax.set_xlabel('chain depth (images)')
-    ax.set_ylabel('guest read MiB/s')
-    ax.set_title('guest sequential read of %d MiB' % reads[0][1]['data_mib'], fontsize=9)
-    ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
