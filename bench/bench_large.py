@@ -49,7 +49,7 @@ PROFILES = {
     'full': dict(disk=10240, ram=[1024, 2048, 4096], layer=[256, 1024, 2048], merge=[128, 256, 512],
                  consolidate=[64, 128, 256], read=(1024, [1, 8, 16, 32, 64]), tree=[10, 100, 500],
                  export=[256, 1024, 2048]),
-    'tiny': dict(disk=256, ram=[16], layer=[16], merge=[8], consolidate=[1], read=(16, [1, 4]), tree=[5],
+    'tiny': dict(disk=256, ram=[16], layer=[16], merge=[8], consolidate=[1], read=(16, [2]), tree=[4],
                  export=[16]),
 }
 P = PROFILES[SCALE]

@@ -57,6 +57,7 @@ def grid(ops, data, path, xlabel, xscale=None, title=None):
         ax.set_title(op, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel('seconds', fontsize=8)
+        ax.set_ylim(bottom=0)
         if xscale:
             ax.set_xscale(xscale)
         ax.grid(True, alpha=0.3)
