@@ -86,8 +86,8 @@ def chain_read(results, path):
         ax.plot(depths, [r['data_mib'] / r['ours'] for _d, r in reads], 's--', label='after consolidation (flat)')
         ax.set_xlabel('chain depth (images)')
         ax.set_ylabel('MiB/s')
-        ax.set_title('%s: sequential read of %d MiB' % ('TCG guest (dd)' if who == 'guest' else 'host (qemu-img bench)',
-                                                         reads[0][1]['data_mib']), fontsize=9)
+        where = 'TCG guest (dd)' if who == 'guest' else 'host (qemu-img bench)'
+        ax.set_title('%s: sequential read of %d MiB' % (where, reads[0][1]['data_mib']), fontsize=9)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)

@@ -40,7 +40,6 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._errors impor
 from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import Tree
 
 
-
 def _content(path):
     """The text of a small file of the store, or None when it cannot be read."""
     try:
@@ -48,6 +47,7 @@ def _content(path):
             return f.read()
     except (IOError, OSError, UnicodeDecodeError):
         return None
+
 
 class LockTimeout(Conflict):
     pass
