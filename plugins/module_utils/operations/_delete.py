@@ -116,8 +116,8 @@ def _commit_down(m, upper, frozen, info, tops):
     if not children or not all(m.store.owns(p) for p in [upper] + children):
         return False
     above = m.view.info(upper)
-    if (above.actual_size or 0) >= (info.actual_size or 0):
-        return False
+    if (above.actual_size or 0) >= (info.actual_size or 0) or info.raw.get('encrypted') or above.raw.get('encrypted'):
+        return False        # (encrypted layers keep to the rebase, the path their keys are set up for)
     m.qemu_img.commit(upper, frozen, above.format or 'qcow2')
     for child in children:
         m.qemu_img.rebase(child, frozen, info.format or 'qcow2', unsafe=True)
