@@ -9,6 +9,7 @@ import libvirt
 
 import bench_branches
 import bench_chain
+import bench_encryption
 import bench_export
 import bench_fleet
 import bench_policy
@@ -27,4 +28,5 @@ if __name__ == '__main__':
     bench_policy.main(libvirt.open('qemu:///system'))
     bench_export.main(libvirt.open('qemu:///system'))
     bench_verify.main(libvirt.open('qemu:///system'))
+    bench_encryption.main(libvirt.open('qemu:///system'))
     bench_fleet.main()

@@ -22,6 +22,9 @@ description:
     rebase when it is off), and libvirt's metadata is kept in step.
   - Keeps a crash-safe metadata store under O(storage_dir); snapshots made outside the collection
     (with virsh) are adopted into it.
+  - Encrypts snapshots with O(encrypt) and O(key_file) (LUKS qcow2 overlays, AES-256-GCM memory
+    files that never reach a disk in clear) and compresses memory files with O(memory_compression);
+    see C(docs/encryption.md).
 options:
   domain:
     description: Name of the libvirt domain (VM).
@@ -110,6 +113,10 @@ options:
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
+  - nova.snapshots.encryption
+  - nova.snapshots.encryption.create
+  - nova.snapshots.audit
+  - nova.snapshots.audit.permissions
 attributes:
   check_mode:
     support: full
@@ -138,6 +145,29 @@ EXAMPLES = r'''
     description: Before major update
     tags: [update, security]
     category: maintenance
+
+# nova snapshot create web-server encrypted-backup --encrypt --key-file /secure/keys/snapshot.key
+- name: An encrypted snapshot with RAM (the key file is readable by root only)
+  nova.snapshots.nova_snapshot:
+    domain: web-server
+    name: encrypted-backup
+    snapshot_type: memory
+    encrypt: true
+    key_file: /secure/keys/snapshot.key
+
+- name: Revert to it; encrypted snapshots need the key to be reverted or deleted
+  nova.snapshots.nova_snapshot:
+    domain: web-server
+    name: encrypted-backup
+    state: reverted
+    key_file: /secure/keys/snapshot.key
+
+- name: A snapshot with RAM whose memory file is zstd-compressed
+  nova.snapshots.nova_snapshot:
+    domain: web-server
+    name: compact
+    snapshot_type: memory
+    memory_compression: zstd
 
 - name: A quiesced disk-only snapshot of the data disk only
   nova.snapshots.nova_snapshot:
@@ -249,6 +279,12 @@ snapshot:
     quiesced:
       description: Whether guest filesystems were frozen for it.
       type: bool
+    encrypted:
+      description: Whether its overlays are LUKS-encrypted and its memory file encrypted (O(encrypt)).
+      type: bool
+    memory_compression:
+      description: C(zstd) when its memory file is compressed, else null.
+      type: str
   sample:
     id: 20261125T204700-3fa2b1
     name: before-update
@@ -271,6 +307,16 @@ checksums:
   type: list
   elements: dict
   version_added: 1.0.0
+timings:
+  description:
+    - Seconds the task spent per phase, each second counted once (in the innermost phase), so a slow run
+      can be explained from its result. C(plan) is the engine's planning, C(lock_wait) waiting for the
+      domain's lock, C(libvirt) and C(qemu_img) the calls to them, C(store) crash-safe metadata writes,
+      C(apply) the engine's own work while applying; C(total) is the whole task on the hypervisor.
+  returned: always
+  type: dict
+  sample: {"plan": 0.012, "lock_wait": 0.0, "libvirt": 0.84, "qemu_img": 0.21, "store": 0.006, "apply": 0.01, "total": 1.12}
+  version_added: 1.0.0
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -279,23 +325,27 @@ from ansible_collections.nova.snapshots.plugins.module_utils._common import argu
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import BLAKE3_IMPORT_ERROR, HAS_BLAKE3
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._delete import plan_delete
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import ENCRYPTION_SPEC, missing_library
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._permissions import PERMISSIONS_SPEC, with_permissions
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import plan_revert
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import checksum_finisher
 
 
 def plan(manager, tree, p):
     if p['state'] == 'present':
-        return plan_create(manager, tree, p['name'], p['snapshot_type'], description=p['description'], tags=p['tags'],
-                           category=p['category'], disks=p['disks'], quiesce=p['quiesce'])
+        return with_permissions(manager, tree, plan_create(
+            manager, tree, p['name'], p['snapshot_type'], description=p['description'], tags=p['tags'],
+            category=p['category'], disks=p['disks'], quiesce=p['quiesce'], key_file=p['key_file'],
+            encrypt=p['encrypt'], memory_compression=p['memory_compression']), p['name'], p['owner'], p['group'], p['mode'])
     if p['state'] == 'reverted':
-        return plan_revert(manager, tree, p['name'], after=p['after'], force=p['force'])
-    return plan_delete(manager, tree, p['name'], children=p['children'])
+        return plan_revert(manager, tree, p['name'], after=p['after'], force=p['force'], key_file=p['key_file'])
+    return plan_delete(manager, tree, p['name'], children=p['children'], key_file=p['key_file'])
 
 
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
-            store=True,
+            store=True, audited=True,
             domain=dict(type='str', required=True),
             name=dict(type='str', required=True),
             state=dict(type='str', default='present', choices=['present', 'absent', 'reverted']),
@@ -310,9 +360,14 @@ def main():
             children=dict(type='str', default='keep', choices=['keep', 'delete']),
             job_timeout=dict(type='int', default=600),
             checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
+            **dict(ENCRYPTION_SPEC, **PERMISSIONS_SPEC)
         ),
+        required_if=[('encrypt', True, ['key_file'])],
         supports_check_mode=True,
     )
+    missing = missing_library(module.params)
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     if module.params['checksum'] == 'blake3' and not HAS_BLAKE3:
         module.fail_json(msg=missing_required_lib('blake3'), exception=BLAKE3_IMPORT_ERROR)
     run_plan(module, plan, finish=checksum_finisher(module.params, module.check_mode))    # nova_snapshot_verify

@@ -264,10 +264,15 @@ def run_job(tmp_path, playbook, inventory, extravars=None, forks=5, limit=None, 
     r = ansible_runner.run(
         private_data_dir=data, playbook=name, inventory=inventory, extravars=extravars or {},
         forks=forks, limit=limit, quiet=True, timeout=timeout, cmdline=cmdline,
-        envvars={'ANSIBLE_COLLECTIONS_PATH': testbed.COLLECTIONS,
-                 'PATH': os.path.join(testbed.TOP, '.venv', 'bin') + os.pathsep + os.environ.get('PATH', ''), 'ANSIBLE_NOCOLOR': '1',
-                 'ANSIBLE_HOST_KEY_CHECKING': 'False', 'ANSIBLE_DEPRECATION_WARNINGS': 'False'})
+        envvars=runner_env())
     return Job(r)
+
+
+def runner_env():
+    """The environment of an ansible-runner job: the collection under test, the project's venv."""
+    return {'ANSIBLE_COLLECTIONS_PATH': testbed.COLLECTIONS,
+            'PATH': os.path.join(testbed.TOP, '.venv', 'bin') + os.pathsep + os.environ.get('PATH', ''), 'ANSIBLE_NOCOLOR': '1',
+            'ANSIBLE_HOST_KEY_CHECKING': 'False', 'ANSIBLE_DEPRECATION_WARNINGS': 'False'}
 
 
 def run_tasks(tmp_path, inventory, host, tasks):

@@ -354,3 +354,49 @@ def test_bad_inputs_fail_clearly_and_change_nothing(make_guest, tmp_path):
     r = verify(guest, io_limit=0)
     assert r.get('failed') and 'io_limit' in r['msg']
     assert sorted(os.listdir(snap_dir)) == listing      # no checksums.json was recorded by any of them
+
+
+def test_corrupt_inner_snapshot_restored_from_a_copy_or_an_export_bundle(make_guest, tmp_path):
+    """A snapshot with children cannot be recreated, but a verified copy of its file brings it back:
+    an identical copy (an archive tier, a backup) found by checksum, or a full export bundle of it,
+    whose disk is rebuilt into the layer and proven equal. The children then show what they showed."""
+    guest = make_guest(disks=1)
+    for k, name in enumerate(['s1', 's2', 's3'], 1):
+        write_markers(guest, k)
+        snapshot(guest, name, snapshot_type='disk_only', checksum='sha256')
+    write_markers(guest, 4)
+    exported = run_task('nova.snapshots.nova_snapshot_export', dict(
+        domain=guest.name, name='s2', dest=str(tmp_path / 'exports' / 's2'), storage_dir=guest.storage_dir))
+    assert not exported.get('failed'), exported.get('msg')
+    layer = record(guest, 's2')['disk_files'][0]['file_path']
+    recorded = checksums(guest, 's2')['files'][layer]['digest']
+    os.makedirs(str(tmp_path / 'tier'))
+    subprocess.run(['cp', '--sparse=always', layer, str(tmp_path / 'tier' / 'copy.qcow2')], check=True)
+
+    # the running VM reads the layer: never swapped under it
+    flip_allocated_byte(layer)
+    busy = verify(guest, state='repaired', search_paths=[str(tmp_path / 'tier')])
+    assert busy.get('failed') and any('the running VM reads it' in x for x in by_name(busy)['s2']['repairs']), busy
+    guest.stop()
+
+    # an identical copy: planned in check mode (nothing changes), then copied back
+    plan = verify(guest, check=True, state='repaired', search_paths=[str(tmp_path / 'tier')])
+    assert plan['changed'] and any('identical copy' in x for x in by_name(plan)['s2']['repairs']), by_name(plan)['s2']
+    assert sha(layer) != recorded
+    fixed = verify(guest, state='repaired', search_paths=[str(tmp_path / 'tier')])
+    assert not fixed.get('failed'), fixed.get('msg')
+    assert sha(layer) == recorded
+    assert by_name(verify(guest))['s2']['status'] == 'ok'
+
+    # an export bundle: the layer rebuilt from the bundle's disk (other bytes, the same disk)
+    flip_allocated_byte(layer)
+    fixed = verify(guest, state='repaired', search_paths=[str(tmp_path / 'exports')])
+    assert not fixed.get('failed'), fixed.get('msg')
+    assert any('export bundle' in x for x in by_name(fixed)['s2']['repairs']), fixed
+    again = verify(guest)
+    assert not again.get('failed') and all(s['status'] == 'ok' for s in again['snapshots']), again
+    assert verify(guest, state='repaired', search_paths=[str(tmp_path / 'exports')])['changed'] is False
+    for name, upto in (('s3', 3), ('s2', 2)):      # the child first: it builds on the rebuilt layer
+        snapshot(guest, name, state='reverted', after='running')
+        guest.wait_ready()
+        assert_markers(guest, upto, last=4)

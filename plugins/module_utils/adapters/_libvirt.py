@@ -21,10 +21,12 @@ import os
 import time
 import traceback
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._trace import libvirt_call
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._xml import parse_xml
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import ACTIVE_COMMIT_READY, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import (
     ConnectionFailed,
+    ConnectionLost,
     DomainGone,
     DomainNotFound,
     LibvirtFailed,
@@ -69,7 +71,8 @@ def _call(what, fn, *args, **kwargs):
     """fn(*args), with libvirt's errors turned into ours. `domain` (a name) says whose call it is."""
     domain = kwargs.pop('domain', None)
     try:
-        return fn(*args)
+        with libvirt_call(what, getattr(fn, '__name__', 'call')):     # timings and the operation log
+            return fn(*args)
     except libvirt.libvirtError as e:
         code = e.get_error_code()
         if domain and code == libvirt.VIR_ERR_NO_DOMAIN:
@@ -77,6 +80,8 @@ def _call(what, fn, *args, **kwargs):
         if domain and code == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT and kwargs.get('snapshot'):
             raise SnapshotNotFound(domain, kwargs['snapshot'])
         reason = e.get_error_message() or 'no reason given'
+        if e.get_error_domain() == libvirt.VIR_FROM_RPC:
+            raise ConnectionLost("%s of domain '%s'" % (what, domain) if domain else what, reason)
         if domain and 'cause is unknown' in reason:
             tail = qemu_log_tail(domain)
             if tail:
@@ -90,6 +95,15 @@ class Hypervisor(object):
     def __init__(self, uri):
         self.uri = uri
         self._conn = None
+        self.generation = 0     # how many times the connection was lost and reopened
+
+    def call(self, what, fn, *args, **kwargs):
+        """_call, and when libvirtd went away, a new connection for the calls that follow."""
+        try:
+            return _call(what, fn, *args, **kwargs)
+        except ConnectionLost:
+            self.reopen()
+            raise
 
     @property
     def conn(self):
@@ -109,11 +123,11 @@ class Hypervisor(object):
             raise LibvirtFailed("looking up domain '%s'" % name, e.get_error_message())
 
     def domain_names(self):
-        return sorted(_call('listing domains', lambda: [d.name() for d in self.conn.listAllDomains()]))
+        return sorted(self.call('listing domains', lambda: [d.name() for d in self.conn.listAllDomains()]))
 
     def qemu_owner(self):
         """(uid, gid) libvirt gives QEMU processes by default (its DAC base label), or None."""
-        caps = parse_xml(_call('reading the host capabilities', self.conn.getCapabilities))
+        caps = parse_xml(self.call('reading the host capabilities', self.conn.getCapabilities))
         for model in caps.findall('host/secmodel'):
             if model.findtext('model') == 'dac':
                 for label in model.findall('baselabel'):
@@ -123,7 +137,7 @@ class Hypervisor(object):
         return None
 
     def define(self, xml):
-        _call('defining the domain', self.conn.defineXML, xml)
+        self.call('defining the domain', self.conn.defineXML, xml)
 
     def volume_path(self, pool, volume):
         """The path of storage volume `volume` in pool `pool` (what a <disk type='volume'> uses)."""
@@ -133,12 +147,17 @@ class Hypervisor(object):
             raise LibvirtFailed("finding volume '%s' of storage pool '%s'" % (volume, pool), e.get_error_message())
 
     def save_image_xml(self, path):
-        return _call('reading the domain XML in memory file %s' % path, self.conn.saveImageGetXMLDesc, path, 0)
+        return self.call('reading the domain XML in memory file %s' % path, self.conn.saveImageGetXMLDesc, path, 0)
 
     def restore(self, path, xml, paused=False):
         flags = libvirt.VIR_DOMAIN_SAVE_PAUSED if paused else libvirt.VIR_DOMAIN_SAVE_RUNNING
         domain = parse_xml(xml).findtext('name')
-        _call('restoring RAM from %s' % path, self.conn.restoreFlags, path, xml, flags, domain=domain)
+        self.call('restoring RAM from %s' % path, self.conn.restoreFlags, path, xml, flags, domain=domain)
+
+    def reopen(self):
+        """After the connection was lost: the next call opens a new one (libvirtd may be back)."""
+        self.close()
+        self.generation += 1
 
     def close(self):
         if self._conn is not None:
@@ -155,11 +174,21 @@ class Domain(object):
 
     def __init__(self, hypervisor, dom, name):
         self.hypervisor = hypervisor
-        self._dom = dom
+        self._handle = dom
+        self._generation = hypervisor.generation
         self.name = name
 
+    @property
+    def _dom(self):
+        """The libvirt handle, looked up again on the new connection after a lost one, so that
+        what undoes a failed step can still reach libvirtd once it is back."""
+        if self._generation != self.hypervisor.generation:
+            self._handle = self._call('looking the domain up again', lambda: self.hypervisor.conn.lookupByName(self.name))
+            self._generation = self.hypervisor.generation
+        return self._handle
+
     def _call(self, what, fn, *args, **kwargs):
-        return _call(what, fn, *args, domain=self.name, **kwargs)
+        return self.hypervisor.call(what, fn, *args, domain=self.name, **kwargs)
 
     @property
     def state(self):
@@ -218,8 +247,10 @@ class Domain(object):
     def snapshot_xml(self, name):
         return self._call("reading snapshot '%s'" % name, self._snapshot(name).getXMLDesc, 0)
 
-    def create_snapshot(self, xml, disk_only=False, quiesce=False, live=False):
+    def create_snapshot(self, xml, disk_only=False, quiesce=False, live=False, reuse_external=False):
         flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+        if reuse_external:      # overlays made beforehand (encrypted ones, operations/_encryption.py)
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT
         if disk_only:
             flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
         if quiesce:

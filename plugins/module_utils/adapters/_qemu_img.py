@@ -18,6 +18,7 @@ __metaclass__ = type
 import json
 import os
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._trace import traced_runner
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed
 
 
@@ -69,7 +70,7 @@ def byte_window(path, fmt, offset, length):
 
 class QemuImg(object):
     def __init__(self, run_command, binary='qemu-img'):
-        self._run_command = run_command
+        self._run_command = traced_runner(run_command)     # timings and the operation log
         self.binary = binary
 
     def run(self, *args):
@@ -113,7 +114,11 @@ class QemuImg(object):
     def create_overlay(self, path, backing, backing_format):
         if not os.path.isabs(backing):
             raise QemuImgFailed('refusing a relative backing path %r for %s' % (backing, path))
-        self.run('create', '-q', '-f', 'qcow2', '-F', backing_format, '-b', backing, path)
+        old = os.umask(0o077)       # the overlay is 0600 from the start, not created open and narrowed later
+        try:
+            self.run('create', '-q', '-f', 'qcow2', '-F', backing_format, '-b', backing, path)
+        finally:
+            os.umask(old)
 
     def rebase(self, path, backing, backing_format, fmt='qcow2', unsafe=False):
         """Safe rebase: `path` keeps what a guest sees while its backing becomes `backing` (or none).

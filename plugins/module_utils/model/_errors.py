@@ -78,6 +78,15 @@ class SnapshotNotFound(NotFound):
             "domain '%s' has no snapshot named '%s'" % (domain, name), domain=domain, snapshot=name)
 
 
+class ConnectionLost(Failed):
+    """libvirtd went away mid-task (stopped, restarted, crashed): QEMU runs on, the task stops."""
+
+    def __init__(self, what, reason):
+        super(ConnectionLost, self).__init__(
+            "lost the connection to libvirtd while %s (was libvirtd stopped or restarted?): %s. "
+            "Run the task again once libvirtd is back: it finishes or undoes what this run began" % (what, reason))
+
+
 class LibvirtFailed(Failed):
     """A libvirt call failed for a reason we did not anticipate; the message says which call."""
 

@@ -99,13 +99,15 @@ class VmSnapshot(object):
 
     FIELDS = ('id', 'vm_name', 'name', 'description', 'snapshot_type', 'created_at', 'creation_time',
               'vm_state', 'parent_snapshot', 'merge_parents', 'memory_file', 'config_snapshot', 'tags',
-              'category', 'origin', 'quiesced', 'nvram_file')
+              'category', 'origin', 'quiesced', 'nvram_file', 'encrypted', 'memory_compression')
 
     def __init__(self, id, vm_name, name, snapshot_type, creation_time, vm_state, disk_files,
                  description=None, parent_snapshot=None, memory_file=None, config_snapshot=None,
                  tags=None, category=None, origin='nova', quiesced=False, created_at=None, merge_parents=None,
-                 nvram_file=None):
+                 nvram_file=None, encrypted=False, memory_compression=None):
         self.id = id
+        self.encrypted = bool(encrypted)    # LUKS overlays and an encrypted memory file (operations/_encryption.py)
+        self.memory_compression = memory_compression    # 'zstd' when the memory file is compressed
         self.nvram_file = nvram_file        # a UEFI domain's NVRAM as it was, copied into the snapshot
         self.vm_name = vm_name
         self.name = name

@@ -51,6 +51,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert 
     require_persistent,
 )
 from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import render_dot, render_text
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
 
 DEFAULT_BRANCH = 'main'
 
@@ -100,6 +101,8 @@ class TreeManager(object):
     # -- branched -----------------------------------------------------------------------------
     def plan_branch(self, tree, name, start, switch=False):
         validate_name(name, 'branch')
+        if switch:
+            refuse_encrypted(self.m, tree, 'a branch switch', memory=True)
         snap = tree.by_name(start)
         if snap is None:
             raise SnapshotNotFound(self.m.domain.name, start)
@@ -127,6 +130,7 @@ class TreeManager(object):
     # -- switched -----------------------------------------------------------------------------
     def plan_switch(self, tree, name, start=None):
         """Make `name` the VM's line: a branch, or a snapshot (a branch of that name starts there)."""
+        refuse_encrypted(self.m, tree, 'a branch switch', memory=True)
         branch = tree.branches.get(name)
         if branch is None and start is None:
             start = tree.by_name(name)
@@ -270,6 +274,7 @@ class TreeManager(object):
     # -- merged -------------------------------------------------------------------------------
     def plan_merge(self, tree, source, target, conflict='fail', result_name=None):
         """Merge the newest snapshot of `source` into branch `target` (see the module's notes)."""
+        refuse_encrypted(self.m, tree, 'a branch merge')
         self._require_overlays(tree)
         source_tip = self._tip_of(tree, source, 'source')
         target_branch = tree.branches.get(target)

@@ -42,6 +42,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import 
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._tiers import move_layer, plan_moves
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
 
 METHODS = ('commit', 'pull', 'auto')
 
@@ -142,6 +143,7 @@ class ChainContext(object):
 
 def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=80, method='auto'):
     """A Plan that shortens the chains of `disks` (default: every writable disk)."""
+    refuse_encrypted(manager, tree, 'consolidation')
     if method not in METHODS:
         raise Refused('method must be one of %s, not %r' % (', '.join(METHODS), method))
     if max_chain_length < 1:

@@ -16,16 +16,18 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import shutil
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import MEMORY_MARGIN, OVERLAY_RESERVE, copy_file, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import OVERLAY_TYPES, SnapshotDisk, VmSnapshot, new_id, validate_name
+from ansible_collections.nova.snapshots.plugins.module_utils.operations import _encryption
 
 
 def plan_create(m, tree, name, snapshot_type, description=None, tags=None, category=None,
-                disks=None, quiesce=False):
+                disks=None, quiesce=False, key_file=None, encrypt=False, memory_compression='none'):
     validate_name(name)
     existing = tree.by_name(name)
     state = m.domain.state
@@ -36,6 +38,15 @@ def plan_create(m, tree, name, snapshot_type, description=None, tags=None, categ
         return same_settings(m, tree, existing, snapshot_type, description, tags, category, disks)
     snapshot_type = snapshot_type or 'external'
     tags = list(tags or [])
+    crypt = _encryption.crypt_for(m, dict(key_file=key_file), None, 'a new snapshot on them', dom=dom)
+    # once a disk is encrypted, every later overlay on it is too
+    encrypt = bool(encrypt or _encryption.encrypted_parts(m, None, dom))
+    if encrypt and snapshot_type == 'internal':
+        raise Refused('encrypt works with external, memory and disk_only snapshots: an internal snapshot lives '
+                      'inside the (unencrypted) qcow2 files the domain already uses; nothing was changed')
+    if encrypt and crypt is None:
+        raise Refused('encrypt: true needs key_file (a file holding the passphrase, readable by root only)')
+    _encryption.check_compression(memory_compression)
 
     if snapshot_type == 'memory' and state not in ('running', 'paused'):
         raise Refused("a memory snapshot needs a running or paused VM; domain '%s' is %s"
@@ -70,13 +81,16 @@ def plan_create(m, tree, name, snapshot_type, description=None, tags=None, categ
     check_space(m, dom, snapshot_type, with_memory, targets)
     snap_id = new_id()
     after = dict(name=name, snapshot_type=snapshot_type, disks=sorted(targets), memory=with_memory,
-                 description=description, tags=tags, category=category)
+                 description=description, tags=tags, category=category, encrypted=encrypt,
+                 memory_compression=memory_compression if with_memory and snapshot_type != 'internal' else None)
     actions = ['take %s snapshot %s of %s (disks %s%s)' % (snapshot_type, name, m.domain.name,
                                                            ', '.join(sorted(targets)), ', with RAM' if with_memory else '')]
+    if encrypt:
+        actions.append('encrypt its overlays (LUKS) and memory file (AES-256-GCM)')
 
     def apply():
         return create(m, tree, snap_id, name, snapshot_type, dom, targets, with_memory, description,
-                      tags, category, quiesce)
+                      tags, category, quiesce, crypt if encrypt else None, after['memory_compression'] or 'none')
     return Plan(True, actions, before=None, after=after, apply=apply)
 
 
@@ -113,16 +127,25 @@ def check_space(m, dom, snapshot_type, with_memory, targets):
 
 
 def create(m, tree, snap_id, name, snapshot_type, dom, targets, with_memory, description, tags,
-           category, quiesce):
+           category, quiesce, crypt=None, compression='none'):
     store = m.store
     store.make_dir(store.snapshot_dir(snap_id))
     sx = SnapshotXML()
     sx.name = name
     sx.description = description
     overlay = snapshot_type in OVERLAY_TYPES
+    encode = overlay and with_memory and (crypt is not None or compression != 'none')
+    scratch, remove_scratch = None, False
+    if crypt is not None:
+        crypt.activate()
     if overlay:
         sx.memory_mode = 'external' if with_memory else 'no'
-        if with_memory:
+        if encode:
+            # libvirt writes the clear save image where it may (tmpfs when encrypting); sealed below
+            scratch, remove_scratch = _encryption.memory_scratch(m, store.snapshot_dir(snap_id), dom.memory_bytes,
+                                                                 crypt is not None)
+            sx.memory_file = os.path.join(scratch, 'memory.raw')
+        elif with_memory:
             sx.memory_file = store.memory_path(snap_id)
     else:
         sx.memory_mode = 'internal' if with_memory else 'no'
@@ -134,15 +157,35 @@ def create(m, tree, snap_id, name, snapshot_type, dom, targets, with_memory, des
             sx.add_disk(disk.target, 'no')
             continue
         if overlay:
-            sx.add_disk(disk.target, 'external', source_file=store.overlay_path(snap_id, disk.target), driver_type='qcow2')
+            entry = sx.add_disk(disk.target, 'external', source_file=store.overlay_path(snap_id, disk.target), driver_type='qcow2')
+            if crypt is not None:
+                crypt.encrypt_source(entry.root.find('source'))
         else:
             sx.add_disk(disk.target, 'internal')
         backing = disk.backing_file      # from libvirt's live XML: no qemu-img call on the hot path
         frozen.append(SnapshotDisk(disk.target, disk.source_file, disk.driver_type or 'raw',
                                    (backing or None) if backing is not None else m.backing(disk.source_file)))
     live = overlay and with_memory and m.domain.state == 'running'
-    made = SnapshotXML(m.domain.create_snapshot(sx.to_string(), disk_only=not with_memory and overlay,
-                                                quiesce=quiesce, live=live))
+    made_here = []
+    try:
+        if crypt is not None:
+            for disk in dom.disks:
+                if disk.target in targets and disk.device in (None, 'disk'):
+                    made_here.append(store.overlay_path(snap_id, disk.target))
+                    crypt.create_overlay(made_here[-1], disk.source_file, disk.driver_type or 'raw')
+        made = SnapshotXML(m.domain.create_snapshot(sx.to_string(), disk_only=not with_memory and overlay,
+                                                    quiesce=quiesce, live=live, reuse_external=bool(made_here)))
+        made_here = []
+        if encode:
+            _encryption.seal_memory(sx.memory_file, store.memory_path(snap_id), crypt.key if crypt else None, compression)
+            made.memory_file = store.memory_path(snap_id)
+            m.domain.redefine_snapshot(made.to_string(), current=True)
+    finally:
+        if remove_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        for path in made_here:      # libvirt did not take them
+            if os.path.exists(path):
+                os.unlink(path)
     if with_memory and overlay:
         os.chmod(store.memory_path(snap_id), 0o600)
     nvram = None
@@ -153,7 +196,8 @@ def create(m, tree, snap_id, name, snapshot_type, dom, targets, with_memory, des
     snap = VmSnapshot(snap_id, m.domain.name, name, snapshot_type, made.creation_time, made.state, frozen,
                       description=description, parent_snapshot=parent.id if parent else None,
                       memory_file=made.memory_file if overlay and with_memory else None,
-                      tags=tags, category=category, quiesced=bool(quiesce), nvram_file=nvram)
+                      tags=tags, category=category, quiesced=bool(quiesce), nvram_file=nvram,
+                      encrypted=crypt is not None, memory_compression=compression if encode and compression != 'none' else None)
     store.save_snapshot_xml(snap_id, made.to_string())
     tree.add(snap)
     if tree.active_branch in tree.branches:

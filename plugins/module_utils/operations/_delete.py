@@ -23,13 +23,16 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files imp
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import DELETE_MERGED, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
+from ansible_collections.nova.snapshots.plugins.module_utils.operations import _encryption
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
 
 
-def plan_delete(m, tree, name, children='keep'):
+def plan_delete(m, tree, name, children='keep', key_file=None):
     snap = tree.by_name(name)
     if snap is None:
         return Plan(False, before=None, after=None, snapshot=None)
+    if snap.has_overlays:
+        _encryption.crypt_for(m, dict(key_file=key_file), tree, 'deleting a snapshot', dom=m.domain_xml())
     victims = [snap] + (tree.descendants(snap.id) if children == 'delete' else [])
     before = m.describe(tree, snap)
     actions = ['delete snapshot %s of %s' % (s.name, m.domain.name) for s in victims]
@@ -43,6 +46,7 @@ def plan_delete(m, tree, name, children='keep'):
         for victim in reversed(victims):
             delete_one(m, tree, victim)
         collect_garbage(m, tree)
+        _encryption.release_secret(m, tree)
         return before
     return Plan(True, actions, before=before, after=None, apply=apply)
 
@@ -89,6 +93,8 @@ def drop_layer(m, tree, snap, disk):
         live_disk = m.domain_xml().disk(disk.device)
         if live_disk is not None and live_disk.source_file:
             vm_chain = [real(p) for p in m.view.chain(live_disk.source_file)]
+    method = 'pull' if vm_chain and real(upper) == vm_chain[0] else ('commit' if real(upper) in vm_chain else 'rebase')
+    _encryption.check_merge(m, frozen, upper, method)     # encrypted data is never written in clear
     if vm_chain and real(upper) == vm_chain[0]:
         m.domain.block(disk.device, m.job_timeout).pull(base)
     elif real(upper) in vm_chain:

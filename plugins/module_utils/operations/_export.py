@@ -39,6 +39,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_
 from ansible_collections.nova.snapshots.plugins.module_utils.model import _bundle as layout
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import OVERLAY_TYPES, iso_time
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
 
 SLACK = 1024 * 1024      # descriptions, manifests, tar headers
 
@@ -104,6 +105,7 @@ class Exporter(object):
             snap = tree.by_name(name)
             if snap is None:
                 raise SnapshotNotFound(self.m.domain.name, name)
+            refuse_encrypted(self.m, tree, 'export', memory=include_memory)
             base = self._base(tree, snap, incremental_from) if incremental_from else None
             self._check_intact(snap, include_memory)
             same = self._existing(dest, fmt, snap, base, force)

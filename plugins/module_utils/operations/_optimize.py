@@ -26,6 +26,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._errors impor
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, disk_usage, install, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
 
 COMPRESSIONS = ('zstd', 'zlib', 'none')
 
@@ -36,6 +37,7 @@ def _stamp(path):
 
 
 def plan_optimize(manager, tree, disks=None, compression='none', sparsify=True):
+    refuse_encrypted(manager, tree, 'optimization')
     if compression not in COMPRESSIONS:
         raise Refused('compression must be one of %s, not %r' % (', '.join(COMPRESSIONS), compression))
     if compression == 'none' and not sparsify:

@@ -26,16 +26,21 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files imp
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import VM_STOPPED, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, LibvirtFailed, NovaError, Refused, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
+from ansible_collections.nova.snapshots.plugins.module_utils.operations import _encryption
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
 
 
 RESTORE_RETRY_WAIT = 1.0
 
 
-def plan_revert(m, tree, name, after='snapshot', force=False):
+def plan_revert(m, tree, name, after='snapshot', force=False, key_file=None):
     snap = tree.by_name(name)
     if snap is None:
         raise SnapshotNotFound(m.domain.name, name)
+    crypt = _encryption.Crypt(m, key_file) if key_file else None
+    if snap.encrypted and crypt is None:
+        raise Refused("snapshot '%s' of domain '%s' is encrypted: reverting to it needs key_file; nothing was changed"
+                      % (name, m.domain.name))
     has_ram = snap.has_memory or (snap.snapshot_type == 'internal' and snap.vm_state in ('running', 'paused'))
     if after == 'snapshot':
         target = snap.vm_state if has_ram and snap.vm_state in ('running', 'paused') else 'shutoff'
@@ -58,7 +63,7 @@ def plan_revert(m, tree, name, after='snapshot', force=False):
         if snap.snapshot_type == 'internal':
             revert_internal(m, snap, target, has_ram)
         else:
-            revert_overlays(m, tree, snap, target)
+            revert_overlays(m, tree, snap, target, crypt)
             mark_current_in_libvirt(m, tree, snap)
         tree.current = snap.id
         tree.last_revert = dict(id=snap.id, state=target)
@@ -80,7 +85,7 @@ def revert_internal(m, snap, target, has_ram):
         m.domain.revert_internal(snap.name, after='paused')
 
 
-def revert_overlays(m, tree, snap, target):
+def revert_overlays(m, tree, snap, target, crypt=None):
     """New overlays on the snapshot's frozen images, the VM moved onto them, RAM restored.
 
     Everything that can be checked or prepared is, before the VM is touched: the images, the space,
@@ -90,10 +95,18 @@ def revert_overlays(m, tree, snap, target):
     persistent = m.domain_xml(inactive=True)
     paths = overlay_paths(m, snap)
     require_free(m.store.root, OVERLAY_RESERVE * len(paths), 'the overlays of the revert')
-    new_overlays(m, snap, persistent, paths)
-    start = prepare_start(m, paths, snap.memory_file, target)
-    files = {persistent.nvram: snap.nvram_file} if snap.nvram_file and persistent.nvram else {}
-    replace_vm(m, persistent, start, "reverting to snapshot '%s'" % snap.name, files)
+    luks = crypt if snap.encrypted else None
+    # a compressed or encrypted memory file is decoded first (a wrong key stops here, nothing touched)
+    memory = _encryption.OpenMemory(m, snap.memory_file if target != 'shutoff' else None, crypt, snap.encrypted)
+    try:
+        if luks is not None:
+            luks.activate()
+        new_overlays(m, snap, persistent, paths, luks=luks)
+        start = prepare_start(m, paths, memory.path, target, luks=luks)
+        files = {persistent.nvram: snap.nvram_file} if snap.nvram_file and persistent.nvram else {}
+        replace_vm(m, persistent, start, "reverting to snapshot '%s'" % snap.name, files)
+    finally:
+        memory.close()      # the clear RAM state goes as soon as QEMU has read it
 
 
 def require_persistent(m, what):
@@ -104,7 +117,7 @@ def require_persistent(m, what):
                       "nothing was changed" % (m.domain.name, what, m.domain.name))
 
 
-def prepare_start(m, disks, memory_file, target):
+def prepare_start(m, disks, memory_file, target, luks=None):
     """How to start the (then defined, stopped) VM in state `target`, worked out now: from
     `memory_file` with its saved XML edited to this domain's name, UUID and `disks`, or by booting;
     None leaves it off. Returns a callable (or None)."""
@@ -129,6 +142,8 @@ def prepare_start(m, disks, memory_file, target):
     for disk in saved.disks:
         if disk.target in disks:
             disk.point_at(disks[disk.target])
+            if luks is not None:
+                luks.describe_disk(disk)
     xml = saved.to_string()
 
     def restore():
@@ -205,8 +220,9 @@ def overlay_paths(m, snap):
                 for d in snap.disk_files)
 
 
-def new_overlays(m, snap, persistent, paths):
-    """Create overlays at `paths` on `snap`'s frozen images and point the definition at them."""
+def new_overlays(m, snap, persistent, paths, luks=None):
+    """Create overlays at `paths` on `snap`'s frozen images and point the definition at them
+    (LUKS-encrypted ones with `luks`, the Crypt of an encrypted snapshot)."""
     m.store.make_dir(m.store.active_dir)
     for d in snap.disk_files:
         disk = persistent.disk(d.device)
@@ -214,9 +230,14 @@ def new_overlays(m, snap, persistent, paths):
             raise Refused("domain '%s' no longer has disk %s that snapshot '%s' covers"
                           % (m.domain.name, d.device, snap.name))
         if not os.path.exists(paths[d.device]):
-            m.qemu_img.create_overlay(paths[d.device], d.file_path, d.format)
+            if luks is not None:
+                luks.create_overlay(paths[d.device], d.file_path, d.format)
+            else:
+                m.qemu_img.create_overlay(paths[d.device], d.file_path, d.format)
             os.chmod(paths[d.device], 0o600)
         disk.point_at(paths[d.device])
+        if luks is not None:
+            luks.describe_disk(disk)
     return paths
 
 

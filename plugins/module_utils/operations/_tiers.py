@@ -21,6 +21,7 @@ import os
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import needed_files, real
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, disk_usage, install, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
 
 
 def _under(path, directory):
@@ -30,6 +31,7 @@ def _under(path, directory):
 def plan_moves(manager, tree, active_storage=None, archive_storage=None):
     """[(layer, destination directory, why)] and [skipped {file, reason}] for the tiers given."""
     m = manager
+    refuse_encrypted(m, tree, 'a move between storage tiers')
     tops = set(real(t) for t in m.writable_tops(tree))
     frozen = [p for p in sorted(needed_files(m.view, m.all_tops(tree))) if p not in tops and m.store.owns(p)]
     current = set()

@@ -36,11 +36,14 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import LEAKS_COPIED, MOVED_REBASED, RECREATE_FILES, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, NovaError, Refused, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, iso_time
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._restore_copy import CopyRestorer, find_by_checksum
 from ansible_collections.nova.snapshots.plugins.module_utils.model._verify_report import (
     SnapshotReport,
     checksum_verdict,
     longest_chain,
 )
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import is_encoded
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
 
 FIX_RESTORE = ('restore the file from a verified copy; for a snapshot without children, '
                'state=repaired with recreate=from_parent replaces it by its parent\'s state')
@@ -253,6 +256,10 @@ class Verifier(object):
         if not os.path.exists(path):
             r.add('missing_file', 'memory file is missing', FIX_RESTORE, file=path)
             return
+        if is_encoded(path):
+            # a compressed or encrypted nova memory file: authenticated when a revert decodes it
+            self._checksum(snap, r, path, entry)
+            return
         header = save_header(path)
         size = os.path.getsize(path)
         before = len(r.problems)
@@ -408,10 +415,26 @@ class Repairer(object):
                 changed |= self._find_moved(tree, report, missing)
                 if missing in self.moved:
                     handled.add(p.file)
+        for p in report.data_problems:
+            if p.file not in handled and p.file and os.path.exists(p.file) and self._restore_copy(tree, report, snap, p.file):
+                handled.add(p.file)
+                changed = True
         data = [p for p in report.data_problems if p.file not in handled]
         if data:
             changed |= self._recreate(tree, report, snap, data)
         return changed
+
+    def _restore_copy(self, tree, report, snap, path):
+        """A corrupt file restored from a verified copy under search_paths (see _restore_copy.py)."""
+        if not self.search_paths:
+            return False
+        _owner, entry = self._recorded_entry(tree, path)
+        restorer = CopyRestorer(self.m, self.search_paths, self.check_mode, self.v.throttle)
+        if not restorer.restore(snap, path, entry, lambda text: self._note(report, text)):
+            return False
+        if not self.check_mode:
+            self._rerecord(tree, path, 'restored from a verified copy')
+        return True
 
     def _note(self, report, text):
         report.repairs.append(('would ' if self.check_mode else '') + text)
@@ -532,18 +555,7 @@ class Repairer(object):
         return True
 
     def _search(self, entry):
-        for root in self.search_paths:
-            for dirpath, _dirs, files in os.walk(root):
-                for name in sorted(files):
-                    path = os.path.join(dirpath, name)
-                    if os.path.islink(path) or not os.path.isfile(path):
-                        continue
-                    if os.path.getsize(path) != entry['size']:
-                        continue
-                    digest, _n = file_digest(path, entry['algorithm'], self.v.throttle)
-                    if digest == entry['digest']:
-                        return path
-        return None
+        return find_by_checksum(self.search_paths, entry, self.v.throttle)
 
     def _uppers(self, tree, missing):
         """Images whose backing link names `missing` (found without walking through it)."""
@@ -748,6 +760,7 @@ def run_verify(make_manager, params, check_mode):
 
 def _one_domain(m, params, check_mode, throttle, pattern, matches):
     tree, adopted = m.load(write=False)
+    refuse_encrypted(m, tree, 'verification')
     snaps = [s for s in tree.ordered() if matches(s.name, pattern)]
     algorithm = params.get('checksum') or 'sha256'
     v = Verifier(m, algorithm, throttle)

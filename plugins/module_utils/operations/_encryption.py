@@ -1,0 +1,234 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
+
+"""Encrypted snapshots: the key of a domain, its libvirt secret, and memory files that never hit
+the disk in clear.
+
+One key per domain. Its verifier (scrypt of the key with a random salt, never the key) is kept in
+`<store>/encryption.json`, so a wrong key file is refused before anything changes. Disks: LUKS
+qcow2 overlays (adapters/_luks.py) opened by QEMU through the domain's libvirt secret
+(adapters/_secrets.py). RAM: libvirt writes the save image into a private tmpfs directory
+(/dev/shm, 0700), which is sealed into the store (adapters/_memory_codec.py) and removed; a revert
+decrypts it into such a directory and removes it as soon as QEMU has read it.
+Memory compression (zstd) is the same transform without the key, and composes with it.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import binascii
+import json
+import os
+import shutil
+import tempfile
+
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _luks, _memory_codec
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import MEMORY_MARGIN, install, require_free
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyfile import key_verifier, read_key_file
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import Secrets, secret_uuid
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Refused
+
+TMPFS = '/dev/shm'
+MEMORY_COMPRESSIONS = ('none', 'zstd')
+
+# Options of the modules that work on encrypted chains (documented by the nova.snapshots.encryption fragment).
+KEY_SPEC = dict(key_file=dict(type='path', no_log=False))
+ENCRYPTION_SPEC = dict(KEY_SPEC, encrypt=dict(type='bool', default=False),
+                       memory_compression=dict(type='str', choices=list(MEMORY_COMPRESSIONS), default='none'))
+
+
+class WrongDomainKey(Refused):
+    """The key file is not the key the domain's encrypted snapshots were made with."""
+
+
+class Crypt(object):
+    """The key of domain `m.domain` from `key_file`, checked against the store's verifier."""
+
+    def __init__(self, m, key_file):
+        self.m = m
+        self.key_file = key_file
+        self.key = read_key_file(key_file)
+        self.secret_uuid = secret_uuid(m.domain.uuid)
+        self.check()
+
+    @property
+    def record_path(self):
+        return os.path.join(self.m.store.root, 'encryption.json')
+
+    def record(self):
+        try:
+            with open(self.record_path) as f:
+                return json.load(f)
+        except (IOError, OSError, ValueError):
+            return None
+
+    def check(self):
+        rec = self.record()
+        if rec and key_verifier(self.key, binascii.unhexlify(rec['salt'])) != rec['verifier']:
+            raise WrongDomainKey("key_file %s is not the key of domain '%s''s encrypted snapshots (wrong key); "
+                                 "nothing was changed" % (self.key_file, self.m.domain.name), key_file=self.key_file)
+
+    def activate(self):
+        """Remember the key's verifier (first use) and give libvirt the domain's secret."""
+        if self.record() is None:
+            salt = os.urandom(16)
+            self.m.store.make_dir(self.m.store.root)
+            self.m.store.replace(self.record_path, json.dumps(dict(
+                salt=binascii.hexlify(salt).decode(), verifier=key_verifier(self.key, salt),
+                secret_uuid=self.secret_uuid, cipher='aes-256-gcm', kdf='scrypt')))
+        Secrets(self.m.hypervisor).ensure(self.secret_uuid, self.key,
+                                          "nova.snapshots: LUKS key of domain '%s'" % self.m.domain.name)
+
+    # -- disks --------------------------------------------------------------------------------
+    def encrypt_source(self, source):
+        _luks.encryption_element(source, self.secret_uuid)
+
+    def create_overlay(self, path, backing, backing_format):
+        size = self.m.qemu_img.info(backing, backing_format).virtual_size
+        _luks.create_overlay(self.m.qemu_img, path, backing, backing_format, size, self.key_file)
+
+    def describe_disk(self, disk):
+        """Make the DiskXML `disk` (pointed at a new overlay) carry its chain's encryption."""
+        _luks.describe_chain(disk, self.m.qemu_img.chain(disk.source_file, 'qcow2'), self.secret_uuid)
+
+
+def crypt_for(m, params, tree=None, what='this task', dom=None):
+    """The Crypt of the task's key_file, or None without one; refused when the domain's chain is
+    encrypted (its snapshots in `tree`, or the disks of `dom`) and no key_file was given."""
+    if params.get('key_file'):
+        return Crypt(m, params['key_file'])
+    encrypted = encrypted_parts(m, tree, dom)
+    if encrypted:
+        raise Refused("domain '%s' has encrypted %s: %s needs key_file (the key the snapshots were encrypted "
+                      "with); nothing was changed" % (m.domain.name, ', '.join(encrypted), what))
+    return None
+
+
+def encrypted_parts(m, tree=None, dom=None):
+    """What of the domain is encrypted, for messages: snapshot names and disk targets."""
+    parts = []
+    if tree is not None:
+        parts += ['snapshot %s' % s.name for s in tree.ordered() if getattr(s, 'encrypted', False)]
+    if dom is not None:
+        parts += ['disk %s' % d.target for d in dom.disks if d.writable and _luks.disk_encrypted(d)]
+    return parts
+
+
+def refuse_encrypted(m, tree, what, memory=False):
+    """For operations that do not handle encrypted chains yet: refuse before changing anything.
+    With `memory`, also for compressed memory files (the operation restores or copies RAM as a
+    plain libvirt save image)."""
+    parts = encrypted_parts(m, tree, m.domain_xml())
+    zipped = [s.name for s in tree.ordered() if getattr(s, 'memory_compression', None)] if memory else []
+    if zipped and not parts:
+        raise Refused("domain '%s' has snapshots with compressed memory files (%s), and %s does not read "
+                      "those yet; nothing was changed" % (m.domain.name, ', '.join(zipped), what))
+    if parts:
+        raise Refused("domain '%s' has encrypted %s, and %s does not work on encrypted chains yet "
+                      "(it would need to read or rewrite LUKS layers); nothing was changed"
+                      % (m.domain.name, ', '.join(parts), what))
+
+
+def check_merge(m, frozen, upper, method):
+    """Refuse a delete's merge of `frozen` and `upper` that would write encrypted data in clear.
+
+    `method`: 'pull' copies `frozen` up into `upper` (the VM's active overlay), 'commit' copies
+    `upper` down into `frozen`, 'rebase' (qemu-img, offline) copies `frozen` up into `upper`; qemu-img
+    would need the key to open LUKS layers, which the collection does not do yet: refused."""
+    low, high = _luks.image_encrypted(m.view.info(frozen)), _luks.image_encrypted(m.view.info(upper))
+    if method == 'commit' and high and not low:
+        raise Refused('deleting this snapshot would commit the encrypted image %s into the unencrypted %s '
+                      '(writing encrypted data in clear); nothing was changed' % (upper, frozen))
+    if method != 'commit' and low and not high:
+        raise Refused('deleting this snapshot would pull the encrypted image %s into the unencrypted %s '
+                      '(writing encrypted data in clear); nothing was changed' % (frozen, upper))
+    if method == 'rebase' and (low or high):
+        raise Refused('deleting this snapshot would rebase %s onto the image below %s with qemu-img, and '
+                      'the collection does not open LUKS layers with qemu-img yet; with the VM running on '
+                      'that chain libvirt merges it with a block job: start it and delete again; nothing '
+                      'was changed' % (upper, frozen))
+
+
+def release_secret(m, tree):
+    """Remove the domain's secret and key verifier once no image needs them any more."""
+    if encrypted_parts(m, tree, m.domain_xml(inactive=True)):
+        return
+    if m.domain.is_active and encrypted_parts(m, None, m.domain_xml()):
+        return
+    path = os.path.join(m.store.root, 'encryption.json')
+    if os.path.exists(path):
+        Secrets(m.hypervisor).remove(secret_uuid(m.domain.uuid))
+        os.unlink(path)
+
+
+# -- memory files ---------------------------------------------------------------------------
+def missing_library(params):
+    """(library, import traceback) a task's encryption or compression options need and lack, or None."""
+    if (params.get('encrypt') or params.get('key_file')) and not _memory_codec.HAS_CRYPTOGRAPHY:
+        return 'cryptography', _memory_codec.CRYPTOGRAPHY_IMPORT_ERROR
+    if params.get('memory_compression') == 'zstd' and not _memory_codec.HAS_ZSTD:
+        return 'zstandard', _memory_codec.ZSTD_IMPORT_ERROR
+    return None
+
+
+def check_compression(compression):
+    if compression == 'zstd' and not _memory_codec.HAS_ZSTD:
+        raise Refused('memory_compression zstd needs the Python library zstandard on the hypervisor')
+
+
+def memory_scratch(m, snap_dir, memory_bytes, encrypted):
+    """A private directory for a clear save image: tmpfs when it must not reach the disk (checked
+    for room), else the snapshot's own directory. (directory, remove_it)."""
+    if not encrypted:
+        return snap_dir, False
+    require_free(TMPFS, memory_bytes * MEMORY_MARGIN, 'the RAM state, held in memory (tmpfs) until it is encrypted')
+    return tempfile.mkdtemp(prefix='nova-mem-', dir=TMPFS), True
+
+
+def seal_memory(raw, dest, key, compression):
+    """Encode the save image `raw` into the nova memory file `dest` (crash-safe), remove `raw`."""
+    partial = dest + '.partial'
+    try:
+        _memory_codec.encode(raw, partial, key=key, compression=compression)
+        install(partial, dest)
+    finally:
+        for path in (raw, partial):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+class OpenMemory(object):
+    """The save image to restore from `memory_file`: the file itself, or (a nova memory file) its
+    decoded copy in a private directory (tmpfs when encrypted), removed by close()."""
+
+    def __init__(self, m, memory_file, crypt=None, encrypted=False):
+        self.path = memory_file
+        self.scratch = None
+        if not memory_file or not os.path.exists(memory_file) or not _memory_codec.is_encoded(memory_file):
+            if encrypted and memory_file:
+                raise Refused('the memory file %s should be encrypted and is not; refusing to restore it' % memory_file)
+            return
+        is_encrypted, _compression = _memory_codec.describe(memory_file)
+        if (is_encrypted or encrypted) and crypt is None:
+            raise Refused('the memory file %s is encrypted: give key_file; nothing was changed' % memory_file)
+        if is_encrypted:
+            need = m.domain_xml(inactive=True).memory_bytes * MEMORY_MARGIN
+            require_free(TMPFS, need, 'the decrypted RAM state (held in memory only)')
+            self.scratch = tempfile.mkdtemp(prefix='nova-mem-', dir=TMPFS)
+        else:
+            self.scratch = tempfile.mkdtemp(prefix='.nova-mem-', dir=m.store.root)
+        self.path = os.path.join(self.scratch, 'memory.save')
+        try:
+            _memory_codec.decode(memory_file, self.path, key=crypt.key if (crypt and (is_encrypted or encrypted)) else None)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
