@@ -123,7 +123,7 @@ def _commit_down(m, upper, frozen, info, tops):
         return False
     above = m.view.info(upper)
     if (above.actual_size or 0) >= (info.actual_size or 0) or info.raw.get('encrypted') or above.raw.get('encrypted'):
-        return False        # (encrypted layers keep to the rebase, the path their keys are set up for)
+        return False        # (encrypted layers never get here offline: _encryption.check_merge refuses them)
     m.qemu_img.commit(upper, frozen, above.format or 'qcow2')
     for child in children:
         m.qemu_img.rebase(child, frozen, info.format or 'qcow2', unsafe=True)
