@@ -54,6 +54,7 @@ class MapExtent(object):
         self.data = data.get('data', False)
         self.zero = data.get('zero', False)
         self.present = data.get('present', True)
+        self.offset = data.get('offset')     # where the bytes lie, raw, in the layer at `depth` (if they do)
 
 
 def byte_window(path, fmt, offset, length):

@@ -41,6 +41,15 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._errors impor
 from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import Tree
 
 
+def _content(path):
+    """The text of a small file of the store, or None when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except (IOError, OSError, UnicodeDecodeError):
+        return None
+
+
 class LockTimeout(Conflict):
     pass
 
@@ -294,7 +303,9 @@ class Store(object):
         for snap in tree.snapshots.values():
             directory = self.snapshot_dir(snap.id)
             if os.path.isdir(directory):
-                self.replace(os.path.join(directory, 'metadata.json'), json.dumps(snap.to_dict(), indent=1, sort_keys=True))
+                path, text = os.path.join(directory, 'metadata.json'), json.dumps(snap.to_dict(), indent=1, sort_keys=True)
+                if _content(path) != text:      # unchanged records are not rewritten: a save costs O(changed)
+                    self.replace(path, text)     # fsyncs, not O(snapshots)
 
     def save_snapshot_xml(self, snap_id, xml):
         self.make_dir(self.snapshot_dir(snap_id))

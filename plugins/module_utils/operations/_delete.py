@@ -130,8 +130,31 @@ def layer_step(m, tree, snap, disk):
             m.view.invalidate()
         return Step(disk.device, lambda: block(m, disk.device).start_commit(upper, frozen), committed)
 
-    def rebase():
-        m.qemu_img.rebase(upper, base, base_fmt)
-        refresh_checksums(m, tree, {upper: upper}, "the delete of snapshot '%s' rebased it" % snap.name)
+    def offline():
+        if _commit_down(m, upper, frozen, info, tops):
+            # offline, the smaller layer moves: `upper` is written down into `frozen` (what a block commit
+            # does live) and what was built on `upper` now builds on `frozen`; a rebase would copy `frozen`
+            tree.repoint_image(upper, frozen, new_backing=base, key=real)
+            refresh_checksums(m, tree, {upper: frozen}, "the delete of snapshot '%s' merged into it" % snap.name)
+        else:
+            m.qemu_img.rebase(upper, base, base_fmt)
+            refresh_checksums(m, tree, {upper: upper}, "the delete of snapshot '%s' rebased it" % snap.name)
         m.view.invalidate()
-    return Step(disk.device, rebase)
+    return Step(disk.device, offline)
+
+
+def _commit_down(m, upper, frozen, info, tops):
+    """Offline: commit `upper` (a frozen image, not a VM's or branch's disk) into `frozen` below it when
+    it holds less, and point the images on it at `frozen`; False (nothing done) when a rebase is the way.
+
+    Each step leaves every chain showing what it showed: committed, `frozen` shows what `upper` did."""
+    children = uppers(m.view, upper, tops)
+    if not children or not all(m.store.owns(p) for p in [upper] + children):
+        return False
+    above = m.view.info(upper)
+    if (above.actual_size or 0) >= (info.actual_size or 0) or info.raw.get('encrypted') or above.raw.get('encrypted'):
+        return False        # (encrypted layers never get here offline: _encryption.check_merge refuses them)
+    m.qemu_img.commit(upper, frozen, above.format or 'qcow2', rate=m.io_limit)
+    for child in children:
+        m.qemu_img.rebase(child, frozen, info.format or 'qcow2', unsafe=True)
+    return True
