@@ -12,6 +12,7 @@ import bench_chain
 import bench_encryption
 import bench_export
 import bench_fleet
+import bench_jobs
 import bench_policy
 import bench_snapshot
 import bench_tree
@@ -30,3 +31,4 @@ if __name__ == '__main__':
     bench_verify.main(libvirt.open('qemu:///system'))
     bench_encryption.main(libvirt.open('qemu:///system'))
     bench_fleet.main()
+    bench_jobs.main()

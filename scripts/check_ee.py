@@ -31,7 +31,7 @@ import yaml
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
-HYPERVISOR = ('libvirt', 'lxml', 'qemu', 'gcc', 'pkg-config', 'pkgconf')
+HYPERVISOR = ('libvirt', 'lxml', 'cryptography', 'zstandard', 'qemu', 'gcc', 'pkg-config', 'pkgconf')
 
 
 def sha256(path):

@@ -15,8 +15,10 @@ __metaclass__ = type
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.nova.snapshots.plugins.module_utils._observe import AUDIT_SPEC, Session
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import check_io_limit
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._libvirt import (
     HAS_LIBVIRT,
@@ -38,11 +40,14 @@ STORE_SPEC = dict(
 )
 
 
-def argument_spec(store=False, **options):
-    """The module's own options merged with the shared ones (the store's only where it is used)."""
+def argument_spec(store=False, audited=False, **options):
+    """The module's own options merged with the shared ones (the store's only where it is used; the
+    audit trail's and operation log's, doc fragment nova.snapshots.audit, in modules that change things)."""
     spec = dict(CONNECTION_SPEC)
     if store:
         spec.update(STORE_SPEC)
+    if audited:
+        spec.update(AUDIT_SPEC)
     spec.update(options)
     return spec
 
@@ -57,8 +62,11 @@ def check_requirements(module):
 def snapshot_manager(module, hypervisor, domain=None):
     """The engine for the module's domain (or `domain`), built from the shared options."""
     p = module.params
-    return SnapshotManager(hypervisor, domain or p['domain'], p['storage_dir'], QemuImg(module.run_command),
-                           lock_timeout=p['lock_timeout'], job_timeout=p.get('job_timeout') or 600)
+    manager = SnapshotManager(hypervisor, domain or p['domain'], p['storage_dir'], QemuImg(module.run_command),
+                              lock_timeout=p['lock_timeout'], job_timeout=p.get('job_timeout') or 600)
+    manager.io_limit = check_io_limit(p.get('io_limit'))    # modules with the nova.snapshots.block_jobs fragment
+    manager.parallel_disks = bool(p.get('parallel_disks'))
+    return manager
 
 
 def run_plan(module, planner, finish=None):
@@ -74,13 +82,21 @@ def run_plan(module, planner, finish=None):
 
 
 def run_module(module, action):
-    """Run action(hypervisor) and exit with its result dict; a NovaError becomes a clear failure."""
+    """Run action(hypervisor) and exit with its result dict; a NovaError becomes a clear failure, and so
+    does a result with `failed: true`. Every result has `timings`; a change or failure is audited (_observe)."""
     check_requirements(module)
+    session = Session(module)
     hypervisor = Hypervisor(module.params['uri'])
     try:
         result = action(hypervisor)
     except NovaError as e:
-        module.fail_json(msg=e.msg, **e.details)
+        module.fail_json(msg=e.msg, **session.failed(e.msg, e.details))
+    except Exception as e:
+        session.failed('unexpected error: %s' % e, {})
+        raise
     finally:
         hypervisor.close()
+    result = session.finished(result)
+    if result.pop('failed', False):
+        module.fail_json(**result)
     module.exit_json(**result)

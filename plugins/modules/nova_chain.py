@@ -33,7 +33,12 @@ description:
     it over the old one. Layers the running VM reads are skipped (and listed).
   - O(archive_storage) and O(active_storage) (with O(state=consolidated)) place the collection's frozen
     layers on storage tiers, rebasing the images above them.
-  - C(reported) and C(validated) read only; running VMs are read with shared locks.
+  - With O(state=diagnosed), a performance report (the nova design's C(diagnose --performance)). Per disk
+    it gives the chain depth and how many layers reads come from (C(qemu-img map)), each image's
+    fragmentation (C(qemu-img check)), the storage each image lives on (rotational or not, the store or
+    a tier), a block job running, and the guest's disk settings (cache, io, discard, bus). Each finding
+    comes with its fix, such as "Snapshot chain length exceeds recommended limit".
+  - C(reported), C(validated) and C(diagnosed) read only; running VMs are read with shared locks.
 options:
   domain:
     description: Name of the libvirt domain (VM).
@@ -45,8 +50,9 @@ options:
       - C(validated) also checks them, and fails listing every error (warnings are returned and shown).
       - C(consolidated) shortens chains that are too long or too wasteful.
       - C(optimized) recompresses or sparsifies frozen layers.
+      - C(diagnosed) reports what slows the disks down, with fixes (reads only).
     type: str
-    choices: [reported, validated, consolidated, optimized]
+    choices: [reported, validated, consolidated, optimized, diagnosed]
     default: reported
   disks:
     description: Target names of the disks to look at. Default is every writable disk.
@@ -99,6 +105,8 @@ options:
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
+  - nova.snapshots.audit
+  - nova.snapshots.block_jobs
 attributes:
   check_mode:
     support: full
@@ -145,6 +153,20 @@ EXAMPLES = r'''
     active_storage: /srv/ssd/nova
     archive_storage: /srv/hdd/nova
 
+# nova snapshot diagnose web-server --performance
+- name: What slows the disks down
+  nova.snapshots.nova_chain:
+    domain: web-server
+    state: diagnosed
+  register: diagnosis
+
+# nova snapshot create web-server checkpoint --io-limit 50MB/s
+- name: Consolidate at most 50 MiB/s, so the guest keeps its disk bandwidth
+  nova.snapshots.nova_chain:
+    domain: web-server
+    state: consolidated
+    io_limit: 52428800
+
 - name: Compress the frozen layers of a shut-off VM
   nova.snapshots.nova_chain:
     domain: web-server
@@ -182,6 +204,15 @@ disks:
         snapshot:
           description: The snapshot whose state this image holds, or null.
           type: str
+        backing_file:
+          description: The image below it (null for the base image).
+          type: str
+        backing_format:
+          description: The format its header records for the backing file.
+          type: str
+    base_image:
+      description: The image at the bottom of the chain.
+      type: str
     length:
       description: Number of images in the chain.
       type: int
@@ -189,8 +220,18 @@ disks:
       description: Extra space the chain takes over one flattened image, in percent.
       type: float
   sample: {"vda": {"length": 3, "overhead_percent": 12.5, "chain": []}}
+diagnosis:
+  description:
+    - With O(state=diagnosed), per disk target C(chain_length), C(layers_read) (how many images reads
+      come from), C(bytes_read_per_depth), C(map_extents), C(base_image), C(block_job) (C(type), C(cur),
+      C(end), or null) and C(settings) (C(cache), C(io), C(discard), C(detect_zeroes), C(iothread), C(bus)).
+    - C(images) lists each image with C(file), C(depth), C(format), C(actual_size), C(snapshot),
+      C(allocated_clusters), C(fragmented_clusters), C(fragmentation_percent) and C(storage)
+      (C(device), C(rotational), C(directory)).
+  returned: when O(state=diagnosed)
+  type: dict
 problems:
-  description: What is wrong (empty with O(state=reported)).
+  description: What is wrong (empty with O(state=reported)); with O(state=diagnosed), also C(info) findings.
   returned: always
   type: list
   elements: dict
@@ -202,7 +243,7 @@ problems:
       description: The file concerned.
       type: str
     severity:
-      description: C(error) or C(warning).
+      description: C(error), C(warning) or (O(state=diagnosed)) C(info).
       type: str
     problem:
       description: What is wrong.
@@ -263,6 +304,16 @@ actions:
   returned: when O(state=consolidated) or O(state=optimized)
   type: list
   elements: str
+timings:
+  description:
+    - Seconds the task spent per phase, each second counted once (in the innermost phase), so a slow run
+      can be explained from its result. C(plan) is the engine's planning, C(lock_wait) waiting for the
+      domain's lock, C(libvirt) and C(qemu_img) the calls to them, C(store) crash-safe metadata writes,
+      C(apply) the engine's own work while applying; C(total) is the whole task on the hypervisor.
+  returned: always
+  type: dict
+  sample: {"plan": 0.012, "lock_wait": 0.0, "libvirt": 0.84, "qemu_img": 0.21, "store": 0.006, "apply": 0.01, "total": 1.12}
+  version_added: 1.0.0
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -270,6 +321,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module, snapshot_manager
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._chain_health import chain_report
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._consolidate import chain_change
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._diagnose import diagnose
 
 
 def task(module, hypervisor):
@@ -277,6 +329,11 @@ def task(module, hypervisor):
     manager = snapshot_manager(module, hypervisor)
     if p['state'] in ('reported', 'validated'):
         return chain_report(manager, p['disks'], p['state'] == 'validated', p['max_chain_length'], warn=module.warn)
+    if p['state'] == 'diagnosed':
+        result = diagnose(manager, p['disks'], p['max_chain_length'])
+        for w in [x for x in result['problems'] if x['severity'] == 'warning']:
+            module.warn('%s: %s (fix: %s)' % (w['disk'], w['problem'], w['fix']))
+        return result
     return chain_change(manager, module.check_mode, p['state'], p['disks'], p['max_chain_length'],
                         p['consolidate_threshold'], p['method'], p['active_storage'], p['archive_storage'],
                         p['compression'], p['sparsify'])
@@ -285,9 +342,9 @@ def task(module, hypervisor):
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
-            store=True,
+            store=True, audited=True,
             domain=dict(type='str', required=True),
-            state=dict(type='str', default='reported', choices=['reported', 'validated', 'consolidated', 'optimized']),
+            state=dict(type='str', default='reported', choices=['reported', 'validated', 'consolidated', 'optimized', 'diagnosed']),
             disks=dict(type='list', elements='str'),
             max_chain_length=dict(type='int', default=10),
             consolidate_threshold=dict(type='float', default=80),
@@ -297,6 +354,8 @@ def main():
             archive_storage=dict(type='path'),
             active_storage=dict(type='path'),
             job_timeout=dict(type='int', default=600),
+            io_limit=dict(type='int'),
+            parallel_disks=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )

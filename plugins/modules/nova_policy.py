@@ -169,6 +169,7 @@ extends_documentation_fragment:
   - nova.snapshots.common.store
   - nova.snapshots.encryption
   - nova.snapshots.encryption.policy
+  - nova.snapshots.audit
 attributes:
   check_mode:
     support: full
@@ -363,6 +364,16 @@ missing:
   returned: always
   type: list
   elements: dict
+timings:
+  description:
+    - Seconds the task spent per phase, each second counted once (in the innermost phase), so a slow run
+      can be explained from its result. C(plan) is the engine's planning, C(lock_wait) waiting for the
+      domain's lock, C(libvirt) and C(qemu_img) the calls to them, C(store) crash-safe metadata writes,
+      C(apply) the engine's own work while applying; C(total) is the whole task on the hypervisor.
+  returned: always
+  type: dict
+  sample: {"plan": 0.012, "lock_wait": 0.0, "libvirt": 0.84, "qemu_img": 0.21, "store": 0.006, "apply": 0.01, "total": 1.12}
+  version_added: 1.0.0
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -376,7 +387,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify 
 
 PERIODS = ('hourly', 'daily', 'weekly', 'monthly', 'yearly')
 SPEC = argument_spec(
-    store=True,
+    store=True, audited=True,
     name=dict(type='str'),
     state=dict(type='str', default='present', choices=['present', 'enforced', 'absent']),
     domains=dict(type='list', elements='str'),

@@ -115,6 +115,9 @@ extends_documentation_fragment:
   - nova.snapshots.common.store
   - nova.snapshots.encryption
   - nova.snapshots.encryption.create
+  - nova.snapshots.audit
+  - nova.snapshots.audit.permissions
+  - nova.snapshots.block_jobs
 attributes:
   check_mode:
     support: full
@@ -305,6 +308,16 @@ checksums:
   type: list
   elements: dict
   version_added: 1.0.0
+timings:
+  description:
+    - Seconds the task spent per phase, each second counted once (in the innermost phase), so a slow run
+      can be explained from its result. C(plan) is the engine's planning, C(lock_wait) waiting for the
+      domain's lock, C(libvirt) and C(qemu_img) the calls to them, C(store) crash-safe metadata writes,
+      C(apply) the engine's own work while applying; C(total) is the whole task on the hypervisor.
+  returned: always
+  type: dict
+  sample: {"plan": 0.012, "lock_wait": 0.0, "libvirt": 0.84, "qemu_img": 0.21, "store": 0.006, "apply": 0.01, "total": 1.12}
+  version_added: 1.0.0
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -314,15 +327,17 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum 
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._delete import plan_delete
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import ENCRYPTION_SPEC, missing_library
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._permissions import PERMISSIONS_SPEC, with_permissions
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import plan_revert
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import checksum_finisher
 
 
 def plan(manager, tree, p):
     if p['state'] == 'present':
-        return plan_create(manager, tree, p['name'], p['snapshot_type'], description=p['description'], tags=p['tags'],
-                           category=p['category'], disks=p['disks'], quiesce=p['quiesce'], key_file=p['key_file'],
-                           encrypt=p['encrypt'], memory_compression=p['memory_compression'])
+        return with_permissions(manager, tree, plan_create(
+            manager, tree, p['name'], p['snapshot_type'], description=p['description'], tags=p['tags'],
+            category=p['category'], disks=p['disks'], quiesce=p['quiesce'], key_file=p['key_file'],
+            encrypt=p['encrypt'], memory_compression=p['memory_compression']), p['name'], p['owner'], p['group'], p['mode'])
     if p['state'] == 'reverted':
         return plan_revert(manager, tree, p['name'], after=p['after'], force=p['force'], key_file=p['key_file'])
     return plan_delete(manager, tree, p['name'], children=p['children'], key_file=p['key_file'])
@@ -331,7 +346,7 @@ def plan(manager, tree, p):
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
-            store=True,
+            store=True, audited=True,
             domain=dict(type='str', required=True),
             name=dict(type='str', required=True),
             state=dict(type='str', default='present', choices=['present', 'absent', 'reverted']),
@@ -346,7 +361,9 @@ def main():
             children=dict(type='str', default='keep', choices=['keep', 'delete']),
             job_timeout=dict(type='int', default=600),
             checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
-            **ENCRYPTION_SPEC
+            io_limit=dict(type='int'),
+            parallel_disks=dict(type='bool', default=False),
+            **dict(ENCRYPTION_SPEC, **PERMISSIONS_SPEC)
         ),
         required_if=[('encrypt', True, ['key_file'])],
         supports_check_mode=True,

@@ -83,6 +83,7 @@ extends_documentation_fragment:
   - nova.snapshots.common.store
   - nova.snapshots.encryption
   - nova.snapshots.encryption.export
+  - nova.snapshots.audit
 attributes:
   check_mode:
     support: full
@@ -191,6 +192,16 @@ actions:
   returned: always
   type: list
   elements: str
+timings:
+  description:
+    - Seconds the task spent per phase, each second counted once (in the innermost phase), so a slow run
+      can be explained from its result. C(plan) is the engine's planning, C(lock_wait) waiting for the
+      domain's lock, C(libvirt) and C(qemu_img) the calls to them, C(store) crash-safe metadata writes,
+      C(apply) the engine's own work while applying; C(total) is the whole task on the hypervisor.
+  returned: always
+  type: dict
+  sample: {"plan": 0.012, "lock_wait": 0.0, "libvirt": 0.84, "qemu_img": 0.21, "store": 0.006, "apply": 0.01, "total": 1.12}
+  version_added: 1.0.0
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -205,7 +216,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapsho
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
-            store=True,
+            store=True, audited=True,
             domain=dict(type='str', required=True),
             name=dict(type='str', required=True),
             dest=dict(type='path', required=True),

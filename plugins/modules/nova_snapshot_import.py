@@ -54,9 +54,16 @@ options:
     description: Replace an existing domain of that name (stopped and undefined; its disks are left) and existing disk files.
     type: bool
     default: false
+  storage_dir:
+    description:
+      - The collection's store directory; the import's line goes to its audit trail C(<storage_dir>/audit.log).
+    type: path
+    default: /var/lib/nova/snapshots
+    version_added: 1.0.0
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.encryption
+  - nova.snapshots.audit
 attributes:
   check_mode:
     support: full
@@ -154,6 +161,16 @@ actions:
   returned: always
   type: list
   elements: str
+timings:
+  description:
+    - Seconds the task spent per phase, each second counted once (in the innermost phase), so a slow run
+      can be explained from its result. C(plan) is the engine's planning, C(lock_wait) waiting for the
+      domain's lock, C(libvirt) and C(qemu_img) the calls to them, C(store) crash-safe metadata writes,
+      C(apply) the engine's own work while applying; C(total) is the whole task on the hypervisor.
+  returned: always
+  type: dict
+  sample: {"plan": 0.012, "lock_wait": 0.0, "libvirt": 0.84, "qemu_img": 0.21, "store": 0.006, "apply": 0.01, "total": 1.12}
+  version_added: 1.0.0
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -167,6 +184,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._import 
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
+            audited=True,
             src=dict(type='list', elements='path', required=True),
             domain=dict(type='str', required=True),
             storage_pool=dict(type='str'),

@@ -243,6 +243,12 @@ snapshots:
     memory_file:
       description: File holding the RAM state, or null.
       type: str
+    memory_size_bytes:
+      description: With O(details), bytes the memory file takes on disk (null without one).
+      type: int
+    chain_length:
+      description: With O(details), per disk the number of images the snapshot's state is read through.
+      type: dict
     config_snapshot:
       description: File with libvirt's snapshot XML.
       type: str
@@ -256,6 +262,16 @@ snapshots:
     origin:
       description: C(nova) when the collection made it, C(adopted) when found in libvirt.
       type: str
+timings:
+  description:
+    - Seconds the task spent per phase, each second counted once (in the innermost phase), so a slow run
+      can be explained from its result. C(plan) is the engine's planning, C(lock_wait) waiting for the
+      domain's lock, C(libvirt) and C(qemu_img) the calls to them, C(store) crash-safe metadata writes,
+      C(apply) the engine's own work while applying; C(total) is the whole task on the hypervisor.
+  returned: always
+  type: dict
+  sample: {"plan": 0.012, "lock_wait": 0.0, "libvirt": 0.84, "qemu_img": 0.21, "store": 0.006, "apply": 0.01, "total": 1.12}
+  version_added: 1.0.0
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -13,6 +13,7 @@ import pytest
 
 from testbed import guest_task
 
+
 MODULE = 'nova.snapshots.nova_snapshot'
 
 

@@ -418,3 +418,28 @@ def guest_task(module, guest, check=False, diff=False, environment=None, ok=Fals
     if ok:
         assert not result.get('failed'), result.get('msg')
     return result
+
+
+def ansible_env():
+    """The environment ansible-playbook runs the installed collection in."""
+    return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR='1',
+                ANSIBLE_PYTHON_INTERPRETER=os.path.join(TOP, '.venv', 'bin', 'python'),
+                ANSIBLE_LOCALHOST_WARNING='False', ANSIBLE_INVENTORY_UNPARSED_WARNING='False')
+
+
+def run_tasks(work, steps):
+    """Run steps [(module, args, check)] as the tasks of one ansible-playbook run (one start-up for
+    them all, as a user's playbook would); their registered results, in order."""
+    out = os.path.join(str(work), 'results-%d.json' % len(os.listdir(str(work))))
+    tasks = [{'name': 'step %d' % i, module: args, 'register': 'r%d' % i, 'ignore_errors': True, 'check_mode': check}
+             for i, (module, args, check) in enumerate(steps)]
+    tasks.append({'name': 'save results', 'check_mode': False, 'ansible.builtin.copy': {
+        'dest': out, 'content': '{{ [%s] | to_json }}' % ', '.join('r%d' % i for i in range(len(steps)))}})
+    play = out.replace('.json', '.yml')
+    with open(play, 'w') as f:
+        json.dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}], f)
+    proc = subprocess.run([os.path.join(TOP, '.venv', 'bin', 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+                           play], env=ansible_env(), capture_output=True, text=True, timeout=600, check=False)
+    assert os.path.exists(out), proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out) as f:
+        return json.load(f)

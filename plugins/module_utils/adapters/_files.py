@@ -16,7 +16,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import stat
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._trace import current
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import InsufficientSpace
 
 OVERLAY_RESERVE = 8 * 1024 * 1024     # free space wanted per new overlay (its header and first writes)
@@ -51,14 +53,28 @@ def copy_file(source, dest, mode=0o600):
 def replace_file(path, data, mode=0o600):
     """Replace `path` with `data` (str or bytes); a crash leaves the old or the new file, never half.
 
-    The file is created with `mode` (not created open and narrowed later)."""
+    The file is created with `mode` (not created open and narrowed later). A file that exists keeps
+    its owner and mode (those nova_snapshot owner/group/mode set survive the next metadata write)."""
+    with current().phase('store', 'writing %s' % path):
+        _write_new(path, data, mode)
+
+
+def _write_new(path, data, mode):
     directory = os.path.dirname(path)
     tmp = os.path.join(directory, '.%s.tmp-%d' % (os.path.basename(path), os.getpid()))
     if isinstance(data, str):
         data = data.encode('utf-8')
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        st = os.stat(path)
+        mode, owner = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
+    except OSError:
+        owner = None
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode & 0o700)
     try:
         with os.fdopen(fd, 'wb') as f:
+            if owner is not None and owner != (os.geteuid(), os.getegid()):
+                os.fchown(f.fileno(), owner[0], owner[1])
+            os.fchmod(f.fileno(), mode)
             f.write(data)
         install(tmp, path)
     except BaseException:

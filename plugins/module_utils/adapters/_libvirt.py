@@ -21,6 +21,7 @@ import os
 import time
 import traceback
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._trace import libvirt_call
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._xml import parse_xml
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import ACTIVE_COMMIT_READY, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import (
@@ -70,7 +71,8 @@ def _call(what, fn, *args, **kwargs):
     """fn(*args), with libvirt's errors turned into ours. `domain` (a name) says whose call it is."""
     domain = kwargs.pop('domain', None)
     try:
-        return fn(*args)
+        with libvirt_call(what, getattr(fn, '__name__', 'call')):     # timings and the operation log
+            return fn(*args)
     except libvirt.libvirtError as e:
         code = e.get_error_code()
         if domain and code == libvirt.VIR_ERR_NO_DOMAIN:
@@ -282,10 +284,11 @@ class Domain(object):
                  'paused': libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED}[after]
         self._call("reverting to snapshot '%s'" % name, self._dom.revertToSnapshot, self._snapshot(name), flags)
 
-    # -- block jobs ---------------------------------------------------------------------------
-    def block(self, disk, timeout):
-        """The block-job handle of one disk (target name such as 'vda'); waits bounded by `timeout`."""
-        return BlockDevice(self._dom, self.name, disk, timeout)
+    # -- block jobs ----------------------------------------------------------------------------
+    def block(self, disk, timeout, bandwidth=None):
+        """The block-job handle of one disk (target name such as 'vda'); waits bounded by `timeout`;
+        `bandwidth` (bytes/s) limits the copying of its jobs."""
+        return BlockDevice(self._dom, self.name, disk, timeout, bandwidth)
 
 
 class BlockJob(object):
@@ -306,14 +309,25 @@ class BlockJob(object):
         return bool(self.end) and self.cur == self.end
 
 
+class PendingJob(object):
+    """A block job started on one disk; finish() waits for it (and pivots an active commit).
+
+    Starting the jobs of several disks first and finishing them afterwards runs them concurrently."""
+
+    def __init__(self, disk, finish):
+        self.disk = disk
+        self.finish = finish
+
+
 class BlockDevice(object):
     """One disk of a running domain, for block jobs (in the manner of Nova's BlockDevice)."""
 
-    def __init__(self, dom, domain_name, disk, timeout):
+    def __init__(self, dom, domain_name, disk, timeout, bandwidth=None):
         self._dom = dom
         self.domain_name = domain_name
         self.disk = disk
         self.timeout = timeout
+        self.bandwidth = int(bandwidth) if bandwidth else 0     # bytes/s; 0: as fast as it goes
 
     def _call(self, what, fn, *args):
         return _call('%s on %s' % (what, self.disk), fn, *args, domain=self.domain_name)
@@ -333,32 +347,50 @@ class BlockDevice(object):
             self._call('cancelling a left-over commit', self._dom.blockJobAbort, self.disk, 0)
         self._wait('left-over block job')
 
-    def pull(self, base):
-        """Copy everything above `base` (None: the whole chain) into the active image."""
+    def start_pull(self, base):
+        """Start copying everything above `base` (None: the whole chain) into the active image."""
         self.settle()
-        self._call('starting a block pull', self._dom.blockRebase, self.disk, base, 0, 0)
-        self._wait('block pull')
+        flags = libvirt.VIR_DOMAIN_BLOCK_REBASE_BANDWIDTH_BYTES if self.bandwidth else 0
+        self._call('starting a block pull', self._dom.blockRebase, self.disk, base, self.bandwidth, flags)
+        started = time.time()
+        return PendingJob(self.disk, lambda: self._wait('block pull', started=started))
 
-    def commit(self, top, base):
-        """Merge image `top` (not the active one) down into `base`; the chain then skips `top`."""
+    def start_commit(self, top, base):
+        """Start merging image `top` (not the active one) down into `base`; the chain then skips `top`."""
         self.settle()
-        self._call('starting a block commit', self._dom.blockCommit, self.disk, base, top, 0, 0)
-        self._wait('block commit')
+        flags = libvirt.VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES if self.bandwidth else 0
+        self._call('starting a block commit', self._dom.blockCommit, self.disk, base, top, self.bandwidth, flags)
+        started = time.time()
+        return PendingJob(self.disk, lambda: self._wait('block commit', started=started))
 
-    def commit_active(self, base):
-        """Merge the active image (and what lies above `base`) into `base`, then pivot onto `base`:
-        the active image is no longer used afterwards."""
+    def start_commit_active(self, base):
+        """Start merging the active image (and what lies above `base`) into `base`; finish() pivots onto
+        `base`, so the active image is no longer used afterwards."""
         self.settle()
-        self._call('starting an active block commit', self._dom.blockCommit, self.disk, base, None, 0,
-                   libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
-        self._wait('active block commit', until_ready=True)
+        flags = libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE
+        if self.bandwidth:
+            flags |= libvirt.VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES
+        self._call('starting an active block commit', self._dom.blockCommit, self.disk, base, None, self.bandwidth, flags)
+        started = time.time()
+        return PendingJob(self.disk, lambda: self._pivot(base, started))
+
+    def _pivot(self, base, started):
+        self._wait('active block commit', until_ready=True, started=started)
         crash_point(ACTIVE_COMMIT_READY)
-        self._call('pivoting onto %s' % base, self._dom.blockJobAbort, self.disk,
-                   libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+        self._call('pivoting onto %s' % base, self._dom.blockJobAbort, self.disk, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
         self._wait('pivot')
 
-    def _wait(self, what, until_ready=False):
-        deadline = time.time() + self.timeout
+    def pull(self, base):
+        self.start_pull(base).finish()
+
+    def commit(self, top, base):
+        self.start_commit(top, base).finish()
+
+    def commit_active(self, base):
+        self.start_commit_active(base).finish()
+
+    def _wait(self, what, until_ready=False, started=None):
+        deadline = (started or time.time()) + self.timeout     # from the job's start, also when several run
         while True:
             job = self.job()
             if job is None or (until_ready and job.ready):

@@ -18,6 +18,7 @@ __metaclass__ = type
 import json
 import os
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._trace import traced_runner
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed
 
 
@@ -53,6 +54,7 @@ class MapExtent(object):
         self.data = data.get('data', False)
         self.zero = data.get('zero', False)
         self.present = data.get('present', True)
+        self.offset = data.get('offset')     # where the bytes lie, raw, in the layer at `depth` (if they do)
 
 
 def byte_window(path, fmt, offset, length):
@@ -68,7 +70,7 @@ def byte_window(path, fmt, offset, length):
 
 class QemuImg(object):
     def __init__(self, run_command, binary='qemu-img'):
-        self._run_command = run_command
+        self._run_command = traced_runner(run_command)     # timings and the operation log
         self.binary = binary
 
     def run(self, *args):
@@ -116,7 +118,11 @@ class QemuImg(object):
     def create_overlay(self, path, backing, backing_format):
         if not os.path.isabs(backing):
             raise QemuImgFailed('refusing a relative backing path %r for %s' % (backing, path))
-        self.run('create', '-q', '-f', 'qcow2', '-F', backing_format, '-b', backing, path)
+        old = os.umask(0o077)       # the overlay is 0600 from the start, not created open and narrowed later
+        try:
+            self.run('create', '-q', '-f', 'qcow2', '-F', backing_format, '-b', backing, path)
+        finally:
+            os.umask(old)
 
     def rebase(self, path, backing, backing_format, fmt='qcow2', unsafe=False):
         """Safe rebase: `path` keeps what a guest sees while its backing becomes `backing` (or none).
@@ -130,9 +136,10 @@ class QemuImg(object):
         else:
             self.run(*(['rebase', '-q'] + mode + ['-f', fmt, '-F', backing_format, '-b', backing, path]))
 
-    def commit(self, top, base, fmt='qcow2'):
-        """Write `top` and every image between it and `base` into `base` (`top` is left as it was)."""
-        self.run('commit', '-q', '-d', '-f', fmt, '-b', base, top)
+    def commit(self, top, base, fmt='qcow2', rate=None):
+        """Write `top` and every image between it and `base` into `base` (`top` is left as it was);
+        `rate` (bytes/s) limits the copying."""
+        self.run(*(['commit', '-q', '-d', '-f', fmt, '-b', base] + (['-r', int(rate)] if rate else []) + [top]))
 
     def measure_layer(self, path, fmt='qcow2', out_fmt='qcow2'):
         """Bytes a new image holding only `path`'s own data needs (its backing chain left out)."""
@@ -142,10 +149,10 @@ class QemuImg(object):
         out = self.run('measure', '-U', '--output=json', '-O', out_fmt, 'json:' + json.dumps(spec, sort_keys=True))
         return json.loads(out)['required']
 
-    def rewrite_layer(self, path, dest, backing, backing_format, compression=None):
+    def rewrite_layer(self, path, dest, backing, backing_format, compression=None, rate=None):
         """A new image `dest` with `path`'s own data (qcow2), on the same backing; zeros dropped,
-        data compressed when `compression` is zlib or zstd."""
-        args = ['convert', '-q', '-f', 'qcow2', '-O', 'qcow2']
+        data compressed when `compression` is zlib or zstd; `rate` (bytes/s) limits the reading."""
+        args = ['convert', '-q', '-f', 'qcow2', '-O', 'qcow2'] + (['-r', int(rate)] if rate else [])
         if compression:
             args += ['-c', '-o', 'compression_type=%s' % compression]
         if backing:

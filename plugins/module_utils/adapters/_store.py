@@ -36,8 +36,18 @@ import time
 from contextlib import contextmanager
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import replace_file
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._trace import current
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, Failed, NotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import Tree
+
+
+def _content(path):
+    """The text of a small file of the store, or None when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except (IOError, OSError, UnicodeDecodeError):
+        return None
 
 
 class LockTimeout(Conflict):
@@ -220,22 +230,9 @@ class Store(object):
         self.make_dir(self.root)
         path = self.lock_path
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.time() + self.lock_timeout
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except (IOError, OSError) as e:
-                    if e.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                    if time.time() >= deadline:
-                        holder = self.lock_holder()
-                        raise LockTimeout(
-                            "another operation on domain '%s' holds its lock (%s)%s; gave up after "
-                            "lock_timeout=%ss" % (self.vm_name, path, describe_holder(holder), self.lock_timeout),
-                            domain=self.vm_name, holder=holder)
-                    time.sleep(0.1)
+            with current().phase('lock_wait', "taking domain '%s''s lock" % self.vm_name):     # timings
+                self._acquire(fd, path)
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), operation=operation,
                                          since=int(time.time()), boot_id=boot_id())).encode())
@@ -243,6 +240,23 @@ class Store(object):
             os.ftruncate(fd, 0)     # released: the file must not name a past holder as the present one
         finally:
             os.close(fd)   # closing releases the flock
+
+    def _acquire(self, fd, path):
+        deadline = time.time() + self.lock_timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except (IOError, OSError) as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.time() >= deadline:
+                    holder = self.lock_holder()
+                    raise LockTimeout(
+                        "another operation on domain '%s' holds its lock (%s)%s; gave up after "
+                        "lock_timeout=%ss" % (self.vm_name, path, describe_holder(holder), self.lock_timeout),
+                        domain=self.vm_name, holder=holder)
+                time.sleep(0.1)
 
     @property
     def lock_path(self):
@@ -289,7 +303,9 @@ class Store(object):
         for snap in tree.snapshots.values():
             directory = self.snapshot_dir(snap.id)
             if os.path.isdir(directory):
-                self.replace(os.path.join(directory, 'metadata.json'), json.dumps(snap.to_dict(), indent=1, sort_keys=True))
+                path, text = os.path.join(directory, 'metadata.json'), json.dumps(snap.to_dict(), indent=1, sort_keys=True)
+                if _content(path) != text:      # unchanged records are not rewritten: a save costs O(changed)
+                    self.replace(path, text)     # fsyncs, not O(snapshots)
 
     def save_snapshot_xml(self, snap_id, xml):
         self.make_dir(self.snapshot_dir(snap_id))

@@ -38,12 +38,13 @@ def describe_chain(view, qemu_img, top, snapshot_of):
     for depth, path in enumerate(files):
         info = view.info(path)
         chain.append(dict(file=path, format=info.format, virtual_size=info.virtual_size, actual_size=info.actual_size,
-                          depth=depth, snapshot=snapshot_of.get(real(path))))
+                          depth=depth, snapshot=snapshot_of.get(real(path)), backing_file=info.backing_file,
+                          backing_format=info.backing_format))
     fmt = view.info(top).format or 'qcow2'
     flattened = sum(e.length for e in qemu_img.map(top, fmt=fmt) if e.present and e.data)
     used = sum(c['actual_size'] or 0 for c in chain)
     overhead = round(100.0 * (used - flattened) / flattened, 1) if flattened else 0.0
-    return dict(chain=chain, length=len(chain), overhead_percent=max(overhead, 0.0))
+    return dict(chain=chain, length=len(chain), overhead_percent=max(overhead, 0.0), base_image=files[-1] if files else None)
 
 
 def check_chain(view, qemu_img, disk, top, max_length, live_files=None):
@@ -135,7 +136,7 @@ def describe_disks(manager, tree, disks=None, broken_ok=False):
         except NovaError:
             if not broken_ok:
                 raise
-            out[disk.target] = dict(chain=[], length=0, overhead_percent=0.0)
+            out[disk.target] = dict(chain=[], length=0, overhead_percent=0.0, base_image=None)
     return out
 
 

@@ -41,6 +41,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files imp
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import Step, block, concurrent, rounds, run_steps
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._tiers import move_layer, plan_moves
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
 
@@ -194,8 +195,8 @@ def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=8
     def apply():
         files = needed_files(m.view, m.all_tops(tree))
         used_before = _usage(files)
-        for op in ops:
-            _apply(m, tree, op, running)
+        for batch in rounds(ops):      # the disks' jobs at once, each disk's in order
+            run_steps([_step(m, tree, op, running) for op in batch], parallel=concurrent(m))
         collect_garbage(m, tree)
         needed_now = needed_files(m.view, m.all_tops(tree))
         extra['space_saved'] = used_before - _usage(files | needed_now)
@@ -273,40 +274,59 @@ def _usage(files):
     return sum(disk_usage(f) or 0 for f in files)
 
 
-def _apply(m, tree, op, running):
+def _step(m, tree, op, running):
+    """One op as a Step: live, a block job started now and recorded when it ends (the jobs of
+    several disks then run at once); offline, qemu-img work done at once."""
     device = op.device
+    if not running:
+        return Step(device, lambda: _apply_offline(m, tree, op))
     if isinstance(op, Shorten) or op.method == 'pull':
         top = op.top if isinstance(op, Shorten) else op.upper
         base = op.base if isinstance(op, Shorten) else op.below
-        if running:
-            m.domain.block(device, m.job_timeout).pull(base)
-        else:
-            fmt = m.view.info(base).format if base else None
-            m.qemu_img.rebase(top, base, fmt)
-        m.view.invalidate()
-        refresh_checksums(m, tree, {top: top}, 'consolidation pulled layers into it')
-        crash_point(CONSOLIDATE_MERGED)
-        return
+        return Step(device, lambda: block(m, device).start_pull(base), lambda: _pulled(m, tree, top))
     target = op.run[-1]
-    if running and op.upper_is_top:
-        m.domain.block(device, m.job_timeout).commit_active(target)
-        _repoint_definition(m, device, op.upper, target)
-    elif running:
-        m.domain.block(device, m.job_timeout).commit(op.upper, target)
-    else:
-        m.qemu_img.commit(op.upper, target)
-        if op.upper_is_top:
+    if op.upper_is_top:
+        def after():
             _repoint_definition(m, device, op.upper, target)
-        else:
-            for above in m.view.chain(_vm_top(m, device)):
-                if real(m.view.backing(above) or '') == real(op.upper):
-                    m.qemu_img.rebase(above, target, m.view.info(target).format, unsafe=True)
+            _committed(m, tree, op, target)
+        return Step(device, lambda: block(m, device).start_commit_active(target), after)
+    return Step(device, lambda: block(m, device).start_commit(op.upper, target), lambda: _committed(m, tree, op, target))
+
+
+def _pulled(m, tree, top):
+    m.view.invalidate()
+    refresh_checksums(m, tree, {top: top}, 'consolidation pulled layers into it')
+    crash_point(CONSOLIDATE_MERGED)
+
+
+def _committed(m, tree, op, target):
     crash_point(CONSOLIDATE_MERGED)
     # restore points that named the replaced image now name the image that took its place
     tree.repoint_image(op.upper, target, new_backing=m.view.backing(target) if os.path.exists(target) else None, key=real)
     refresh_checksums(m, tree, {op.upper: target}, 'consolidation committed layers into it')
     m.store.save(tree)
     m.view.invalidate()
+
+
+def _apply_offline(m, tree, op):
+    device = op.device
+    if isinstance(op, Shorten) or op.method == 'pull':
+        top = op.top if isinstance(op, Shorten) else op.upper
+        base = op.base if isinstance(op, Shorten) else op.below
+        fmt = m.view.info(base).format if base else None
+        m.qemu_img.rebase(top, base, fmt)
+        _pulled(m, tree, top)
+        return None
+    target = op.run[-1]
+    m.qemu_img.commit(op.upper, target, rate=m.io_limit)
+    if op.upper_is_top:
+        _repoint_definition(m, device, op.upper, target)
+    else:
+        for above in m.view.chain(_vm_top(m, device)):
+            if real(m.view.backing(above) or '') == real(op.upper):
+                m.qemu_img.rebase(above, target, m.view.info(target).format, unsafe=True)
+    _committed(m, tree, op, target)
+    return None
 
 
 def _vm_top(m, device):

@@ -19,12 +19,16 @@ __metaclass__ = type
 import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real, uppers
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, require_free
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import DELETE_MERGED, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
+from ansible_collections.nova.snapshots.plugins.module_utils.model._space import ranges_minus
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
 from ansible_collections.nova.snapshots.plugins.module_utils.operations import _encryption
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import Step, block, concurrent, run_steps
+
+MERGE_RESERVE = 1024 * 1024     # beyond the data a merge copies: qcow2 metadata, the header
 
 
 def plan_delete(m, tree, name, children='keep', key_file=None):
@@ -56,8 +60,9 @@ def delete_one(m, tree, snap):
         # libvirt deletes internal snapshots itself (live or offline) and re-parents children.
         m.domain.delete_snapshot(snap.name, missing_ok=True)
     else:
-        for disk in snap.disk_files:
-            drop_layer(m, tree, snap, disk)
+        # every disk's merge planned first, then the block jobs of all disks run at once
+        steps = [s for s in (layer_step(m, tree, snap, disk) for disk in snap.disk_files) if s is not None]
+        run_steps(steps, parallel=concurrent(m))
         crash_point(DELETE_MERGED)
         m.domain.delete_snapshot(snap.name, metadata_only=True, missing_ok=True)
     for branch in tree.branches.values():
@@ -69,40 +74,87 @@ def delete_one(m, tree, snap):
     m.store.save(tree)
 
 
-def drop_layer(m, tree, snap, disk):
-    """Stop needing `disk.file_path` for `snap`: merge it into the one image above it, if any."""
+def own_ranges(m, path):
+    """(data, covered): the ranges `path` itself holds data for, and those it covers (data or zeros)."""
+    data, covered = [], []
+    for e in m.qemu_img.map(path, m.view.info(path).format or 'qcow2'):
+        if e.depth == 0 and e.present:
+            covered.append((e.start, e.length))
+            if e.data:
+                data.append((e.start, e.length))
+    return data, covered
+
+
+def merge_copy_bytes(m, src, dest):
+    """Bytes a merge of image `src` into `dest` (next to it in the chain) copies: `src`'s data `dest` does not cover."""
+    return ranges_minus(own_ranges(m, src)[0], own_ranges(m, dest)[1])
+
+
+def layer_step(m, tree, snap, disk):
+    """The Step that merges `disk.file_path` into the one image above it, or None when there is nothing to do."""
     frozen = disk.file_path
     if not os.path.exists(frozen):
-        return
+        return None
     for other in tree.snapshots.values():
         od = other.disk(disk.device)
         if other.id != snap.id and od and real(od.file_path) == real(frozen):
-            return          # another snapshot holds exactly this state
+            return None     # another snapshot holds exactly this state
     if not m.store.owns(frozen):
-        return              # never rewrite or delete an image the collection did not create
+        return None         # never rewrite or delete an image the collection did not create
     tops = [t for t in m.all_tops(tree) if real(t) != real(frozen)]
     above = uppers(m.view, frozen, tops)
     if len(above) != 1:
-        return              # nothing above (garbage, collected later) or a layer shared by branches
+        return None         # nothing above (garbage, collected later) or a layer shared by branches
     upper = above[0]
     info = m.view.info(frozen)
     base, base_fmt = info.backing_file, info.backing_format
-    require_free(os.path.dirname(upper), (info.actual_size or 0) + OVERLAY_RESERVE, 'merging %s into %s' % (frozen, upper))
     vm_chain = []
     if m.domain.is_active:
         live_disk = m.domain_xml().disk(disk.device)
         if live_disk is not None and live_disk.source_file:
             vm_chain = [real(p) for p in m.view.chain(live_disk.source_file)]
-    method = 'pull' if vm_chain and real(upper) == vm_chain[0] else ('commit' if real(upper) in vm_chain else 'rebase')
+    commit = bool(vm_chain) and real(upper) in vm_chain and real(upper) != vm_chain[0]
+    method = 'pull' if vm_chain and real(upper) == vm_chain[0] else ('commit' if commit else 'rebase')
     _encryption.check_merge(m, frozen, upper, method)     # encrypted data is never written in clear
+    # what the merge writes: the data of the image merged away that the one kept does not cover
+    src, dest = (upper, frozen) if commit else (frozen, upper)
+    copied = merge_copy_bytes(m, src, dest)
+    require_free(os.path.dirname(dest), copied + copied // 32 + MERGE_RESERVE, 'merging %s into %s' % (frozen, upper))
     if vm_chain and real(upper) == vm_chain[0]:
-        m.domain.block(disk.device, m.job_timeout).pull(base)
-    elif real(upper) in vm_chain:
+        return Step(disk.device, lambda: block(m, disk.device).start_pull(base), m.view.invalidate)
+    if commit:
         # a frozen image the running guest reads through: merge it down into ours instead
-        m.domain.block(disk.device, m.job_timeout).commit(upper, frozen)
-        tree.repoint_image(upper, frozen, new_backing=base, key=real)
-        refresh_checksums(m, tree, {upper: frozen}, "the delete of snapshot '%s' merged into it" % snap.name)
-    else:
-        m.qemu_img.rebase(upper, base, base_fmt)
-        refresh_checksums(m, tree, {upper: upper}, "the delete of snapshot '%s' rebased it" % snap.name)
-    m.view.invalidate()
+        def committed():
+            tree.repoint_image(upper, frozen, new_backing=base, key=real)
+            refresh_checksums(m, tree, {upper: frozen}, "the delete of snapshot '%s' merged into it" % snap.name)
+            m.view.invalidate()
+        return Step(disk.device, lambda: block(m, disk.device).start_commit(upper, frozen), committed)
+
+    def offline():
+        if _commit_down(m, upper, frozen, info, tops):
+            # offline, the smaller layer moves: `upper` is written down into `frozen` (what a block commit
+            # does live) and what was built on `upper` now builds on `frozen`; a rebase would copy `frozen`
+            tree.repoint_image(upper, frozen, new_backing=base, key=real)
+            refresh_checksums(m, tree, {upper: frozen}, "the delete of snapshot '%s' merged into it" % snap.name)
+        else:
+            m.qemu_img.rebase(upper, base, base_fmt)
+            refresh_checksums(m, tree, {upper: upper}, "the delete of snapshot '%s' rebased it" % snap.name)
+        m.view.invalidate()
+    return Step(disk.device, offline)
+
+
+def _commit_down(m, upper, frozen, info, tops):
+    """Offline: commit `upper` (a frozen image, not a VM's or branch's disk) into `frozen` below it when
+    it holds less, and point the images on it at `frozen`; False (nothing done) when a rebase is the way.
+
+    Each step leaves every chain showing what it showed: committed, `frozen` shows what `upper` did."""
+    children = uppers(m.view, upper, tops)
+    if not children or not all(m.store.owns(p) for p in [upper] + children):
+        return False
+    above = m.view.info(upper)
+    if (above.actual_size or 0) >= (info.actual_size or 0) or info.raw.get('encrypted') or above.raw.get('encrypted'):
+        return False        # (encrypted layers never get here offline: _encryption.check_merge refuses them)
+    m.qemu_img.commit(upper, frozen, above.format or 'qcow2', rate=m.io_limit)
+    for child in children:
+        m.qemu_img.rebase(child, frozen, info.format or 'qcow2', unsafe=True)
+    return True

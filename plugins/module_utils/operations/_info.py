@@ -17,6 +17,7 @@ __metaclass__ = type
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import DomainGone, DomainNotFound, NovaError
 from ansible_collections.nova.snapshots.plugins.module_utils.model._query import tree_queries
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._branches import TreeManager
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import disk_usage
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._chain_health import chain_details
 
 
@@ -31,9 +32,11 @@ def domain_report(manager, selection, details=False):
             continue
         record = manager.describe(tree, snap)
         record['parent'] = record['parent_name']
-        if details:
+        if details:     # the nova design's `inspect --show-internals`
             for disk in record['disk_files']:
                 disk['chain'] = chain_details(manager.view, disk['file_path'])
+            record['chain_length'] = dict((d['device'], len(d['chain'])) for d in record['disk_files'])
+            record['memory_size_bytes'] = disk_usage(snap.memory_file) if snap.memory_file else None
         records.append(record)
     return tree, summary, not_adopted, records
 

@@ -18,6 +18,7 @@ Ranges are lists of (offset, length) in disk bytes, sorted and coalesced.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import bisect
 import os
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._errors impor
 
 POLICIES = ('fail', 'source', 'target')
 DEFAULT_GRANULARITY = 65536             # qcow2's default cluster size
-COMPARE_CHUNK = 16 * 1024 * 1024        # bytes extracted per side at a time when comparing
+COMPARE_CHUNK = 16 * 1024 * 1024        # bytes read (or extracted) per side at a time when comparing
 
 
 class MergeConflict(Conflict):
@@ -126,7 +127,7 @@ def _spans(ranges):
 
 
 def _side(qemu_img, top, ancestor, fmt):
-    """(changed spans, chain of `top` as [ImageInfo], index of `ancestor` in it)."""
+    """(changed spans, chain of `top` as [ImageInfo], index of `ancestor` in it, map of `top` or None)."""
     chain = qemu_img.chain(top, fmt)
     paths = [top] + [info.backing_file for info in chain[:-1]]
     want = os.path.realpath(ancestor)
@@ -136,11 +137,12 @@ def _side(qemu_img, top, ancestor, fmt):
                       image=top, ancestor=ancestor, chain=paths)
     depth = depths[0]
     if depth == 0:
-        return [], chain, depth
+        return [], chain, depth, None
     # One map of the top is enough: an extent's depth is the topmost layer that allocates it, so it
     # is allocated in some layer above the ancestor exactly when that depth is above the ancestor's.
-    spans = [(e.start, e.start + e.length) for e in qemu_img.map(top, fmt) if e.present and e.depth < depth]
-    return _coalesce(spans), chain, depth
+    extents = qemu_img.map(top, fmt)
+    spans = [(e.start, e.start + e.length) for e in extents if e.present and e.depth < depth]
+    return _coalesce(spans), chain, depth, extents
 
 
 def changed_ranges(qemu_img, top, ancestor, fmt='qcow2'):
@@ -164,28 +166,119 @@ def _read_exactly(handle, length):
     return data
 
 
-def _compare(qemu_img, source, target, fmt, spans, granularity, tmpdir):
-    """Split `spans` into (identical, different) by the bytes each side shows, block by block."""
+class _InPlace(object):
+    """Reads the bytes a disk shows straight from its layers' files, where `qemu-img map` says they lie
+    as they are (an extent with an offset: not compressed, not encrypted) or are zero; read() answers
+    None for a range it cannot read so (then it is extracted with qemu-img)."""
+
+    def __init__(self, chain, extents):
+        self.extents = sorted((e.start, e.start + e.length, e) for e in extents or [])
+        self.starts = [start for start, _end, _e in self.extents]
+        # only plain files of formats whose offsets point into the file itself (no external data file)
+        self.files = [info.filename if self._plain(info) else None for info in chain]
+        self.handles = {}
+
+    @staticmethod
+    def _plain(info):
+        specific = (info.raw.get('format-specific') or {}).get('data') or {}
+        return (info.format in ('qcow2', 'raw') and not specific.get('data-file') and not info.raw.get('encrypted')
+                and bool(info.filename) and os.path.isabs(info.filename) and os.path.isfile(info.filename))
+
+    def read(self, start, end):
+        out = []
+        i = max(0, bisect.bisect_right(self.starts, start) - 1)
+        pos = start
+        while pos < end:
+            if i >= len(self.extents) or self.extents[i][0] > pos:
+                return None                     # a hole in the map: not ours to guess
+            e_start, e_end, e = self.extents[i]
+            if e_end <= pos:
+                i += 1
+                continue
+            piece_end = min(end, e_end)
+            length = piece_end - pos
+            if not e.present or e.zero:
+                out.append(bytes(length))
+            elif e.data and e.offset is not None and e.depth < len(self.files) and self.files[e.depth]:
+                data = os.pread(self._handle(self.files[e.depth]), length, e.offset + pos - e_start)
+                if len(data) != length:
+                    return None
+                out.append(data)
+            else:
+                return None
+            pos = piece_end
+            i += 1
+        return b''.join(out)
+
+    def _handle(self, path):
+        if path not in self.handles:
+            self.handles[path] = os.open(path, os.O_RDONLY)
+        return self.handles[path]
+
+    def close(self):
+        for fd in self.handles.values():
+            os.close(fd)
+        self.handles = {}
+
+
+def _extracted(qemu_img, image, fmt, start, end, scratch):
+    path = os.path.join(scratch, 'window.raw')
+    qemu_img.extract(image, fmt, start, end - start, path)
+    try:
+        with open(path, 'rb') as f:
+            return _read_exactly(f, end - start)
+    finally:
+        os.unlink(path)
+
+
+def _compare(qemu_img, source, target, fmt, spans, granularity, tmpdir, views=(None, None)):
+    """Split `spans` into (identical, different) by the bytes each side shows, block by block.
+
+    The bytes are read in place (views: _InPlace of each side) where the maps allow, else extracted
+    with qemu-img, COMPARE_CHUNK at a time; a chunk equal as a whole needs no block-by-block look."""
     identical, different = [], []
     if not spans:
         return identical, different
     scratch = tempfile.mkdtemp(prefix='nova-merge-', dir=tmpdir)
     try:
-        src_file, tgt_file = os.path.join(scratch, 'source.raw'), os.path.join(scratch, 'target.raw')
         for start, end in spans:
             for chunk_start, chunk_end in _pieces(start, end, COMPARE_CHUNK):
-                qemu_img.extract(source, fmt, chunk_start, chunk_end - chunk_start, src_file)
-                qemu_img.extract(target, fmt, chunk_start, chunk_end - chunk_start, tgt_file)
-                with open(src_file, 'rb') as src, open(tgt_file, 'rb') as tgt:
-                    for block_start, block_end in _pieces(chunk_start, chunk_end, granularity):
-                        length = block_end - block_start
-                        same = _read_exactly(src, length) == _read_exactly(tgt, length)
-                        (identical if same else different).append((block_start, block_end))
-                os.unlink(src_file)
-                os.unlink(tgt_file)
+                src, tgt = [(view.read(chunk_start, chunk_end) if view else None) for view in views]
+                if src is None:
+                    src = _extracted(qemu_img, source, fmt, chunk_start, chunk_end, scratch)
+                if tgt is None:
+                    tgt = _extracted(qemu_img, target, fmt, chunk_start, chunk_end, scratch)
+                if src == tgt:
+                    identical.append((chunk_start, chunk_end))
+                    continue
+                src, tgt = memoryview(src), memoryview(tgt)
+                for block_start, block_end in _pieces(chunk_start, chunk_end, granularity):
+                    a, b = block_start - chunk_start, block_end - chunk_start
+                    (identical if src[a:b] == tgt[a:b] else different).append((block_start, block_end))
     finally:
+        for view in views:
+            if view:
+                view.close()
         shutil.rmtree(scratch, ignore_errors=True)
     return _coalesce(identical), _coalesce(different)
+
+
+# A run plans twice (without the lock, then under it): the second plan of the same, unchanged
+# images reuses the first one's comparison. Keyed by every file of both chains as it is on disk.
+_COMPARED = {}
+
+
+def _compare_key(src_chain, tgt_chain, spans, granularity):
+    files = []
+    for info in list(src_chain) + list(tgt_chain):
+        if not (info.filename and os.path.isabs(info.filename)):
+            return None
+        try:
+            st = os.stat(info.filename)
+        except OSError:
+            return None
+        files.append((os.path.realpath(info.filename), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return (tuple(files), tuple(spans), granularity)
 
 
 def plan_merge(qemu_img, ancestor, source, target, policy='fail', device=None, fmt='qcow2', tmpdir=None):
@@ -199,15 +292,24 @@ def plan_merge(qemu_img, ancestor, source, target, policy='fail', device=None, f
     """
     if policy not in POLICIES:
         raise Refused('unknown merge policy %r (expected one of %s)' % (policy, ', '.join(POLICIES)))
-    src_spans, src_chain, src_depth = _side(qemu_img, source, ancestor, fmt)
-    tgt_spans, tgt_chain, tgt_depth = _side(qemu_img, target, ancestor, fmt)
+    src_spans, src_chain, src_depth, src_map = _side(qemu_img, source, ancestor, fmt)
+    tgt_spans, tgt_chain, tgt_depth, tgt_map = _side(qemu_img, target, ancestor, fmt)
     src_size, tgt_size = src_chain[0].virtual_size, tgt_chain[0].virtual_size
     if src_size != tgt_size:
         raise Refused('%scannot merge disks of different sizes: source %s is %s bytes, target %s is %s bytes'
                       % ('%s: ' % device if device else '', source, src_size, target, tgt_size),
                       device=device, source=source, target=target)
     granularity = _granularity(src_chain[:src_depth] + tgt_chain[:tgt_depth])
-    identical, conflicts = _compare(qemu_img, source, target, fmt, _intersect(src_spans, tgt_spans), granularity, tmpdir)
+    both = _intersect(src_spans, tgt_spans)
+    key = _compare_key(src_chain, tgt_chain, both, granularity)
+    if key is None or key not in _COMPARED:
+        views = (_InPlace(src_chain, src_map), _InPlace(tgt_chain, tgt_map))
+        found = _compare(qemu_img, source, target, fmt, both, granularity, tmpdir, views)
+        if key is not None:
+            if len(_COMPARED) >= 16:
+                _COMPARED.clear()
+            _COMPARED[key] = found
+    identical, conflicts = _COMPARED[key] if key is not None else found
     if conflicts and policy == 'fail':
         raise MergeConflict(device, _ranges(conflicts))
     copy = _subtract(src_spans, tgt_spans)

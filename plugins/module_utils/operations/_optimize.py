@@ -101,7 +101,8 @@ def _rewrite(m, path, compression):
     if os.path.exists(tmp):
         os.unlink(tmp)      # left by an interrupted run
     try:
-        m.qemu_img.rewrite_layer(path, tmp, info.backing_file, info.backing_format, compression)
+        m.qemu_img.rewrite_layer(path, tmp, info.backing_file, info.backing_format, compression,
+                                 rate=m.io_limit)
         if not m.qemu_img.compare(path, tmp):
             raise Failed('the rewritten copy of %s differs from it; the original was kept' % path)
         old, new = disk_usage(path) or 0, disk_usage(tmp) or 0

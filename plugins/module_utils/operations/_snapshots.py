@@ -23,6 +23,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xm
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import Store
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import disk_usage
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._trace import current
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NotFound, NovaError, Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, VmSnapshot, adopted_id
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._ownership import check_ownership
@@ -51,6 +52,8 @@ class SnapshotManager(object):
         self.qemu_img = qemu_img
         self.view = ChainView(qemu_img)
         self.job_timeout = job_timeout
+        self.io_limit = None        # bytes/s for work that copies data (block jobs, qemu-img); the module sets it
+        self.parallel_disks = False     # the block jobs of several disks at once (operations/_jobs.py concurrent)
         self.unsynced = []
 
     def run(self, check_mode, planner):
@@ -61,14 +64,17 @@ class SnapshotManager(object):
         have changed the tree meanwhile), then applied.
         """
         tree, adopted = self.load(write=False)
-        plan = planner(tree)
+        with current().phase('plan'):
+            plan = planner(tree)
         if check_mode or not (plan.changed or adopted or tree.deleting or self.unsynced):
             snapshot = plan.snapshot if not plan.changed else plan.before
         else:
             with self.store.lock(operation=plan.actions[0] if plan.actions else 'reconciling the store with libvirt'):
                 tree, adopted = self.load()
-                plan = planner(tree)
-                snapshot = plan.apply() if plan.changed else plan.snapshot
+                with current().phase('plan'):
+                    plan = planner(tree)
+                with current().phase('apply', '; '.join(plan.actions) or 'reconciling the store', change=True):
+                    snapshot = plan.apply() if plan.changed else plan.snapshot
         result = dict(changed=plan.changed, actions=plan.actions, snapshot=snapshot, adopted=adopted,
                       diff=dict(before=plan.before or {}, after=plan.after or {}))
         result.update(plan.extra)

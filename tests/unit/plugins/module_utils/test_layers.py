@@ -20,17 +20,20 @@ ALLOWED = {
     'module_utils/model': {'module_utils/model'},
     'module_utils/adapters': {'module_utils/model', 'module_utils/adapters'},
     'module_utils/operations': {'module_utils/model', 'module_utils/adapters', 'module_utils/operations'},
-    'module_utils/_common': {'module_utils/model', 'module_utils/adapters', 'module_utils/operations'},
+    'module_utils/_common': {'module_utils/model', 'module_utils/adapters', 'module_utils/operations',
+                             'module_utils/_common'},
     'modules': {'module_utils/_common', 'module_utils/model', 'module_utils/adapters', 'module_utils/operations'},
     'doc_fragments': set(),
+    'plugin_utils': set(),
+    'action': {'plugin_utils'},
 }
 
 
 def layer_of(rel):
     """'module_utils/operations/_create.py' -> 'module_utils/operations'; a module -> 'modules'."""
     parts = rel[:-3].split('/')
-    if parts[0] == 'module_utils':
-        return 'module_utils/_common' if parts[1] == '_common' else '/'.join(parts[:2])
+    if parts[0] == 'module_utils':     # a file directly in module_utils (_common, _observe) is module glue
+        return 'module_utils/_common' if len(parts) == 2 and parts[1].startswith('_') else '/'.join(parts[:2])
     return parts[0]
 
 
