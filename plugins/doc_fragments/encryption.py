@@ -56,3 +56,45 @@ options:
 requirements:
   - zstandard (on the managed node, for O(memory_compression=zstd))
 '''
+
+    # nova_snapshot_export: bundles of encrypted snapshots.
+    EXPORT = r'''
+options:
+  encrypt:
+    description:
+      - Write the bundle's disks as LUKS-encrypted qcow2 images, with the key in O(key_file), also for a
+        snapshot that is not encrypted. A snapshot whose disks are encrypted is always exported
+        encrypted (with its own key) unless O(decrypt) is set, so data written encrypted is not written
+        in clear again by an export.
+      - Encrypted exports are full bundles (O(format=bundle), no O(incremental_from), no O(compress));
+        the domain definition, the record and the manifest in the bundle are not encrypted (they hold
+        no guest data).
+    type: bool
+    default: false
+  decrypt:
+    description:
+      - Export an encrypted snapshot in clear (the disks as plain qcow2), which is refused otherwise.
+        Needs O(key_file). Say it only where the bundle is protected some other way.
+    type: bool
+    default: false
+'''
+
+    # nova_policy: the snapshots an enforce run takes.
+    POLICY = r'''
+options:
+  encrypt:
+    description:
+      - With O(state=enforced), encrypt the snapshots the run takes, as
+        O(nova.snapshots.nova_snapshot#module:encrypt) does (needs O(key_file)). A domain whose disks
+        are already encrypted gets encrypted snapshots whatever O(encrypt) says, and needs O(key_file).
+      - Prunes (deletes) of encrypted snapshots need O(key_file) too.
+    type: bool
+    default: false
+  memory_compression:
+    description:
+      - With O(state=enforced), how the memory file of each memory snapshot taken is compressed, as
+        O(nova.snapshots.nova_snapshot#module:memory_compression).
+    type: str
+    choices: [none, zstd]
+    default: none
+'''

@@ -167,6 +167,8 @@ options:
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
+  - nova.snapshots.encryption
+  - nova.snapshots.encryption.policy
   - nova.snapshots.audit
 attributes:
   check_mode:
@@ -213,6 +215,14 @@ EXAMPLES = r'''
 - name: Enforce every policy stored on the host
   nova.snapshots.nova_policy:
     state: enforced
+
+- name: Enforce it with encrypted, zstd-compressed snapshots (and the key its prunes need)
+  nova.snapshots.nova_policy:
+    name: web
+    state: enforced
+    encrypt: true
+    key_file: /secure/keys/snapshot.key
+    memory_compression: zstd
 
 - name: What would a run at 02:00 do? (check mode changes nothing)
   nova.snapshots.nova_policy:
@@ -371,6 +381,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module, snapshot_manager
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import BLAKE3_IMPORT_ERROR, HAS_BLAKE3
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import POLICY_SPEC, missing_library
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._policies import policy_task
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import record_taken
 
@@ -400,6 +411,7 @@ SPEC = argument_spec(
     naming=dict(type='str'),
     now=dict(type='str'),
     checksum=dict(type='str', default='none', choices=['none', 'sha256', 'blake3']),
+    **POLICY_SPEC
 )
 
 
@@ -412,6 +424,9 @@ def main():
     )
     if module.params['checksum'] == 'blake3' and not HAS_BLAKE3:
         module.fail_json(msg=missing_required_lib('blake3'), exception=BLAKE3_IMPORT_ERROR)
+    missing = missing_library(module.params)
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     run_module(module, lambda hypervisor: record_taken(    # nova_snapshot_verify's checksums of what was taken
         policy_task(module.params, hypervisor, QemuImg(module.run_command), module.check_mode, module.warn),
         lambda domain: snapshot_manager(module, hypervisor, domain), module.params, module.check_mode))

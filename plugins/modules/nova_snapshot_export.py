@@ -21,6 +21,9 @@ description:
   - C(ova) is an OVF 1.x package for VMware (DMTF DSP0243), one streamOptimized VMDK per disk and a
     C(.mf) manifest with SHA256 lines, packed as a USTAR tar with the descriptor first.
   - C(vmdk), C(qcow2) and C(raw) write the disks only (and a C(SHA256SUMS)) into the directory O(dest).
+  - A snapshot whose disks are encrypted (see C(docs/encryption.md)) needs O(key_file) and is exported
+    as a C(bundle) whose disks are LUKS-encrypted qcow2 images with the same key; O(decrypt) writes
+    them in clear instead, and only when it is given. O(encrypt) encrypts the export of any snapshot.
   - Free space is checked before anything is written. Everything is written under C(<dest>.partial)
     and renamed into place at the end; a failure leaves nothing behind.
 options:
@@ -78,6 +81,8 @@ options:
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
+  - nova.snapshots.encryption
+  - nova.snapshots.encryption.export
   - nova.snapshots.audit
 attributes:
   check_mode:
@@ -97,6 +102,13 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Export an encrypted snapshot (the bundle's disks stay encrypted with the same key)
+  nova.snapshots.nova_snapshot_export:
+    domain: web-server
+    name: encrypted-backup
+    dest: /backup/web-server-encrypted-backup
+    key_file: /secure/keys/snapshot.key
+
 # nova snapshot export web-server checkpoint --format ova --compress --include-config --output web-server-checkpoint.ova
 - name: Export a snapshot as an OVA for VMware
   nova.snapshots.nova_snapshot_export:
@@ -196,6 +208,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import EXPORT_SPEC
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._export import Exporter
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._snapshots import SnapshotManager
 
@@ -215,6 +228,7 @@ def main():
             incremental_from=dict(type='str'),
             io_limit=dict(type='int'),
             force=dict(type='bool', default=False),
+            **EXPORT_SPEC
         ),
         supports_check_mode=True,
     )
@@ -226,7 +240,8 @@ def main():
         return Exporter(manager).run(module.check_mode, p['name'], p['dest'], fmt=p['format'],
                                      include_config=p['include_config'], include_memory=p['include_memory'],
                                      compress=p['compress'], incremental_from=p['incremental_from'],
-                                     io_limit=p['io_limit'], force=p['force'], compatibility=p['compatibility'])
+                                     io_limit=p['io_limit'], force=p['force'], compatibility=p['compatibility'],
+                                     crypt=dict((k, p[k]) for k in EXPORT_SPEC))
 
     run_module(module, action)
 

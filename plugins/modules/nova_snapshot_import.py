@@ -21,6 +21,10 @@ description:
   - A bundle with a memory file is resumed from it when O(start) is set (the guest continues where
     the snapshot was taken; its MAC addresses are kept then, as the RAM state holds them).
   - A failure removes every file and definition the run made.
+  - A bundle with encrypted disks (exported from an encrypted snapshot) needs O(key_file). Its disks are
+    imported as LUKS-encrypted qcow2 images with the same key (never written in clear), and the new
+    domain opens them through a private, ephemeral libvirt secret defined from O(key_file); after a
+    libvirtd restart, run any M(nova.snapshots.nova_snapshot) task with O(key_file) on it before starting it by hand.
 options:
   src:
     description:
@@ -58,6 +62,7 @@ options:
     version_added: 1.0.0
 extends_documentation_fragment:
   - nova.snapshots.common
+  - nova.snapshots.encryption
   - nova.snapshots.audit
 attributes:
   check_mode:
@@ -76,6 +81,13 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Import a bundle with encrypted disks (they stay encrypted; the new domain gets its own secret)
+  nova.snapshots.nova_snapshot_import:
+    src: [/backup/web-server-encrypted-backup]
+    domain: web-server-restored
+    dest_dir: /var/lib/libvirt/images
+    key_file: /secure/keys/snapshot.key
+
 # nova snapshot import web-server-checkpoint.ova --vm-name imported-web-server --storage-pool default
 - name: Import an OVA as a new VM, its disks volumes of a pool
   nova.snapshots.nova_snapshot_import:
@@ -165,6 +177,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import QemuImg
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import KEY_SPEC
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._import import Importer
 
 
@@ -179,6 +192,7 @@ def main():
             start=dict(type='bool', default=False),
             network=dict(type='str'),
             force=dict(type='bool', default=False),
+            **KEY_SPEC
         ),
         mutually_exclusive=[('storage_pool', 'dest_dir')],
         required_one_of=[('storage_pool', 'dest_dir')],
@@ -189,7 +203,7 @@ def main():
     def action(hypervisor):
         return Importer(hypervisor, QemuImg(module.run_command)).run(
             module.check_mode, p['src'], p['domain'], storage_pool=p['storage_pool'], dest_dir=p['dest_dir'],
-            start=p['start'], network=p['network'], force=p['force'])
+            start=p['start'], network=p['network'], force=p['force'], key_file=p['key_file'])
 
     run_module(module, action)
 

@@ -25,6 +25,10 @@ description:
     verification", until the next.
   - With O(state=repaired) fixes what can be fixed without changing what any snapshot shows; see
     O(state).
+  - Encrypted snapshots (see C(docs/encryption.md)) are verified with O(key_file) - their checksums
+    are of the files' bytes (no key needed), while C(qemu-img check) opens each LUKS layer with the
+    key. Without O(key_file) a domain with encrypted snapshots or disks is refused, as is a wrong key,
+    before anything is read or written. O(state=repaired) refuses encrypted domains (not built yet).
   - The C(nova.snapshots.snapshot_verification) role runs it on a schedule (systemd timer or cron) and
     writes the metrics file.
 options:
@@ -94,6 +98,7 @@ options:
 extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
+  - nova.snapshots.encryption
   - nova.snapshots.audit
 attributes:
   check_mode:
@@ -126,6 +131,11 @@ EXAMPLES = r'''
     fail_on_problems: false
     metrics_file: /var/lib/prometheus/node-exporter/nova_snapshots.prom
     io_limit: 104857600
+
+- name: Verify a domain's encrypted snapshots (qemu-img check opens the LUKS layers with the key)
+  nova.snapshots.nova_snapshot_verify:
+    domain: web-server
+    key_file: /secure/keys/snapshot.key
 
 # nova snapshot repair web-server; nova snapshot recreate web-server checkpoint --from-parent
 - name: Repair what can be repaired, recreating a corrupt leaf from its parent
@@ -238,6 +248,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_module, snapshot_manager
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum import BLAKE3_IMPORT_ERROR, HAS_BLAKE3
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import KEY_SPEC
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import run_verify
 
 
@@ -248,7 +259,7 @@ def main():
         checksum=dict(type='str', default='sha256', choices=['sha256', 'blake3']),
         fail_on_problems=dict(type='bool', default=True), metrics_file=dict(type='path'),
         io_limit=dict(type='int'), search_paths=dict(type='list', elements='path'),
-        recreate=dict(type='str', default='never', choices=['never', 'from_parent']),
+        recreate=dict(type='str', default='never', choices=['never', 'from_parent']), **KEY_SPEC
     ), supports_check_mode=True)
     p = module.params
     if p['checksum'] == 'blake3' and not HAS_BLAKE3:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import struct
 import subprocess
 
 import libvirt
@@ -19,7 +20,7 @@ from lxml import etree
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import decode, describe
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import secret_uuid
-from testbed import assert_markers, assert_ram_restored, guest_task, ticks_around, write_markers
+from testbed import assert_markers, assert_ram_restored, guest_task, run_task, ticks_around, write_markers
 
 MODULE = 'nova.snapshots.nova_snapshot'
 KEY = b'nova-test passphrase 7f3a9c\n'
@@ -144,9 +145,9 @@ def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
     assert set(e.find('encryption').get('engine') for e in layers[:2]) == {'qemu'}
     write_markers(guest, 3)
 
-    # operations that do not handle encrypted chains yet refuse them before doing anything
-    export = guest_task('nova.snapshots.nova_snapshot_export', guest, name='s1', dest=str(tmp_path / 'out'))
-    assert export['failed'] is True and 'encrypted' in export['msg'] and not (tmp_path / 'out').exists()
+    # an export of s2 (its frozen disk is s1's LUKS overlay) needs the key; nothing written without it
+    export = guest_task('nova.snapshots.nova_snapshot_export', guest, name='s2', dest=str(tmp_path / 'out'))
+    assert export['failed'] is True and 'needs key_file' in export['msg'] and not (tmp_path / 'out').exists()
 
     # revert: without the key, or with the wrong one, nothing changes
     assert 'needs key_file' in fails(guest, name='s1', state='reverted')
@@ -187,3 +188,157 @@ def test_compressed_memory_snapshot_reverts(make_guest):
     assert_ram_restored(guest, offset, window)
     assert_markers(guest, 1)
     assert [p for p in os.listdir(os.path.join(guest.storage_dir, guest.name)) if p.startswith('.nova-mem-')] == []
+
+
+VERIFY = 'nova.snapshots.nova_snapshot_verify'
+EXPORT = 'nova.snapshots.nova_snapshot_export'
+IMPORT = 'nova.snapshots.nova_snapshot_import'
+POLICY = 'nova.snapshots.nova_policy'
+
+
+def store_files(guest):
+    root = os.path.join(guest.storage_dir, guest.name)
+    return dict((p, os.stat(p).st_mtime_ns) for p in glob.glob(os.path.join(root, '**'), recursive=True)
+                if os.path.isfile(p))
+
+
+def flip_luks_data_byte(path, key_file):
+    """Invert one byte inside a data cluster the LUKS layer `path` holds itself (ciphertext). qemu-img
+    map gives no host offset for encrypted clusters, so the qcow2 L1/L2 tables are read for it."""
+    spec = {'driver': 'qcow2', 'encrypt': {'key-secret': 'k'}, 'backing': None,
+            'file': {'driver': 'file', 'filename': path}}
+    out = subprocess.run(['qemu-img', 'map', '--output=json', '-U', '--object', 'secret,id=k,file=%s' % key_file,
+                          'json:' + json.dumps(spec)], check=True, capture_output=True, text=True).stdout
+    guest_offset = [e for e in json.loads(out) if e['depth'] == 0 and e.get('data')][0]['start']
+    mask = 0x00fffffffffffe00
+    with open(path, 'r+b') as f:
+        header = f.read(48)
+        cluster = 1 << struct.unpack('>I', header[20:24])[0]
+        l1_offset = struct.unpack('>Q', header[40:48])[0]
+        entries = cluster // 8
+        f.seek(l1_offset + 8 * (guest_offset // (cluster * entries)))
+        l2_offset = struct.unpack('>Q', f.read(8))[0] & mask
+        f.seek(l2_offset + 8 * ((guest_offset // cluster) % entries))
+        at = (struct.unpack('>Q', f.read(8))[0] & mask) + 5
+        assert at > 5
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0xff]))
+        os.fsync(f.fileno())
+
+
+def decrypted(path, key_file, dest):
+    """The LUKS qcow2 `path` read with the key, as a raw file `dest` (a temporary clear copy for greps)."""
+    subprocess.run(['qemu-img', 'convert', '--object', 'secret,id=k,file=%s' % key_file, '-O', 'raw',
+                    'json:' + json.dumps({'driver': 'qcow2', 'encrypt': {'key-secret': 'k'},
+                                          'file': {'driver': 'file', 'filename': path}}), dest], check=True)
+    return dest
+
+
+def cleanup_imported(conn, name):
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return
+    uid = secret_uuid(dom.UUIDString())
+    dom.undefine()
+    try:
+        conn.secretLookupByUUIDString(uid).undefine()
+    except libvirt.libvirtError:
+        pass
+
+
+def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
+    guest, (good, wrong) = crypt_guest, keys[:2]
+    write_markers(guest, 1)
+    ok(guest, name='v1', snapshot_type='disk_only', encrypt=True, key_file=good)
+    write_markers(guest, 2)                        # into v1's LUKS overlay, frozen by v2
+    # v2 is taken by a policy: encrypt (implied: the disk is encrypted), key_file and checksum pass through
+    enforced = guest_task(POLICY, guest, name='nightly', snapshot_type='disk_only', schedule=dict(daily='03:00'),
+                          state='enforced', now='2026-01-04T12:00:00Z', key_file=good, checksum='sha256')
+    assert not enforced.get('failed'), enforced.get('msg')
+    v2name = enforced['taken'][0]['name']
+    with open(os.path.join(guest.storage_dir, guest.name, 'metadata.json')) as f:
+        v2 = [x for x in json.load(f)['snapshots'] if x['name'] == v2name][0]
+    assert v2['encrypted'] is True and top(guest)[1]
+    layer = v2['disk_files'][0]['file_path']
+    assert json.loads(subprocess.run(['qemu-img', 'info', '-U', '--output=json', layer], capture_output=True,
+                                     check=True, text=True).stdout)['encrypted'] is True
+
+    # without the key, or with the wrong one: refused, nothing read or written
+    before = store_files(guest)
+    for args, words in ((dict(), 'needs key_file'), (dict(key_file=wrong), 'wrong key')):
+        result = guest_task(VERIFY, guest, **args)
+        assert result['failed'] is True and words in result['msg'], result['msg']
+        assert KEY.strip().decode() not in json.dumps(result)
+    assert store_files(guest) == before
+    repair = guest_task(VERIFY, guest, state='repaired', key_file=good)
+    assert repair['failed'] is True and 'encrypted' in repair['msg'] and store_files(guest) == before
+
+    first = guest_task(VERIFY, guest, key_file=good)
+    assert not first.get('failed'), first.get('msg')
+    assert KEY.strip().decode() not in json.dumps(first)
+    got = dict((s['name'], s) for s in first['snapshots'])
+    assert got[v2name]['status'] == 'ok'                # its checksum was recorded at creation
+    assert [(c['file'], c['verdict']) for c in got[v2name]['checksums']] == [(layer, 'match')]
+    assert got['v1']['status'] == 'unverified'                                   # the clear base: first sight
+    assert not [p for s in first['snapshots'] for p in s['problems']]
+    again = guest_task(VERIFY, guest, key_file=good)
+    assert again['changed'] is False and [s['status'] for s in again['snapshots']] == ['ok', 'ok']
+
+    # export: the bundle's disk is LUKS with the same key; no marker in any of the bundle's files read raw,
+    # while the disk read with the key shows them all
+    bundle = str(tmp_path / 'bundle')
+    result = guest_task(EXPORT, guest, name=v2name, dest=bundle)
+    assert result['failed'] is True and 'needs key_file' in result['msg'], result['msg']
+    assert not os.path.lexists(bundle) and not glob.glob(bundle + '.partial*')
+    exported = guest_task(EXPORT, guest, name=v2name, dest=bundle, key_file=good)
+    assert not exported.get('failed'), exported.get('msg')
+    assert KEY.strip().decode() not in json.dumps(exported)
+    disk = os.path.join(bundle, 'disk-vda.qcow2')
+    with open(os.path.join(bundle, 'bundle.json')) as f:
+        assert json.load(f)['disks'][0]['encrypted'] is True
+    assert json.loads(subprocess.run(['qemu-img', 'info', '--output=json', disk], capture_output=True, check=True,
+                                     text=True).stdout)['encrypted'] is True
+    for path in glob.glob(os.path.join(bundle, '*')):
+        for token in ('step1-vda', 'step2-vda', KEY.strip().decode()):
+            assert not contains(path, token), '%s found in %s' % (token, path)
+    clear = decrypted(disk, good, str(tmp_path / 'clear.raw'))
+    assert contains(clear, 'step1-vda') and contains(clear, 'step2-vda')
+    os.unlink(clear)
+    assert guest_task(EXPORT, guest, name=v2name, dest=bundle, key_file=good)['changed'] is False
+    # decrypt: true, and only then, writes it in clear (the check above can fail)
+    plain = str(tmp_path / 'plain')
+    assert not guest_task(EXPORT, guest, name=v2name, dest=plain, key_file=good, decrypt=True).get('failed')
+    assert contains(os.path.join(plain, 'disk-vda.qcow2'), 'step2-vda')
+
+    # import of the encrypted bundle: needs the key; the imported disk is LUKS with the same key and the
+    # new domain opens it through its own secret; the markers are in it, read with the key, not read raw
+    imported = 'crypt2-imp-%s' % os.urandom(3).hex()
+    dest_dir = str(tmp_path / 'imported')
+    try:
+        refused = run_task(IMPORT, dict(src=[bundle], domain=imported, dest_dir=dest_dir))
+        assert refused['failed'] is True and 'needs key_file' in refused['msg'] and not os.path.exists(dest_dir)
+        refused = run_task(IMPORT, dict(src=[bundle], domain=imported, dest_dir=dest_dir, key_file=wrong))
+        assert refused['failed'] is True and 'wrong key' in refused['msg'] and not os.path.exists(dest_dir)
+        done = run_task(IMPORT, dict(src=[bundle], domain=imported, dest_dir=dest_dir, key_file=good))
+        assert not done.get('failed'), done.get('msg')
+        assert KEY.strip().decode() not in json.dumps(done)
+        path = done['disks'][0]['path']
+        assert not contains(path, 'step1-vda') and not contains(path, 'step2-vda')
+        assert contains(decrypted(path, good, str(tmp_path / 'imported.raw')), 'step2-vda')
+        dom = guest.conn.lookupByName(imported)
+        source = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode()).find('devices/disk/source')
+        assert source.get('file') == path
+        assert source.find('encryption/secret').get('uuid') == secret_uuid(dom.UUIDString())
+        assert guest.conn.secretLookupByUUIDString(secret_uuid(dom.UUIDString())).UUIDString()
+    finally:
+        cleanup_imported(guest.conn, imported)
+
+    # a flipped byte of ciphertext in the encrypted layer: found, named
+    flip_luks_data_byte(layer, good)
+    broken = guest_task(VERIFY, guest, key_file=good)
+    assert broken['failed'] is True and "snapshot '%s'" % v2name in broken['msg'] and layer in broken['msg']
+    kinds = [p['kind'] for p in dict((s['name'], s) for s in broken['snapshots'])[v2name]['problems']]
+    assert kinds == ['checksum_mismatch']

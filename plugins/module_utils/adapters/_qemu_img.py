@@ -80,6 +80,10 @@ class QemuImg(object):
             raise QemuImgFailed('%s failed (rc=%d): %s' % (' '.join(cmd), rc, (err or out).strip()))
         return out
 
+    def run_status(self, *args):
+        """(rc, stdout, stderr) of qemu-img `args`, for subcommands whose exit code is a verdict (check, compare)."""
+        return self._run_command([self.binary] + [str(a) for a in args], environ_update={'LC_ALL': 'C'})
+
     def info(self, path, fmt=None):
         args = ['info', '--output=json', '-U']
         if fmt:

@@ -98,8 +98,10 @@ class DomainPlan(object):
 class Enforcer(object):
     """Enforce policies on one host. `now` is an aware datetime."""
 
-    def __init__(self, hypervisor, storage_dir, qemu_img, policy_store, now, lock_timeout=60, check_mode=False):
+    def __init__(self, hypervisor, storage_dir, qemu_img, policy_store, now, lock_timeout=60, check_mode=False,
+                 create_options=None):
         self.hypervisor = hypervisor
+        self.create_options = create_options or {}     # key_file, encrypt, memory_compression of the snapshots taken
         self.storage_dir = storage_dir
         self.qemu_img = qemu_img
         self.policies = policy_store
@@ -145,7 +147,7 @@ class Enforcer(object):
                 plan.take = dict(name=name, purposes=purposes, reason=reason, tags=tags)
                 # the engine's own checks (name clash, mixing internal and external, space) before anything changes
                 plan_create(manager, tree, name, policy['snapshot_type'], tags=tags, category=CATEGORY,
-                            description=self._description(policy, purposes))
+                            description=self._description(policy, purposes), **self.create_options)
                 new = [Record(name, self.epoch, [p for p, _s in periods], owned=True)]
                 plan.dequeue = plan.dequeue or queued is not None
         plan.retention = plan_retention(records + new, policy['retain'], self.epoch)
@@ -165,7 +167,7 @@ class Enforcer(object):
             if not self.check_mode:
                 done = manager.run(False, lambda tree: plan_create(
                     manager, tree, take['name'], policy['snapshot_type'], tags=take['tags'], category=CATEGORY,
-                    description=self._description(policy, take['purposes'])))
+                    description=self._description(policy, take['purposes']), **self.create_options))
                 changed = changed or done['changed']
             else:
                 changed = True
@@ -173,9 +175,11 @@ class Enforcer(object):
                                         purposes=take['purposes'], reason=take['reason']))
         if plan.skipped:
             result['skipped'].append(dict(domain=domain, policy=policy['name'], reason=plan.skipped))
+        key_file = self.create_options.get('key_file')
         for rec, rule in plan.retention.prune:
             if not self.check_mode:
-                manager.run(False, lambda tree, name=rec.key: plan_delete(manager, tree, name, children='keep'))
+                manager.run(False, lambda tree, name=rec.key: plan_delete(manager, tree, name, children='keep',
+                                                                          key_file=key_file))
             changed = True
             result['pruned'].append(dict(domain=domain, policy=policy['name'], name=rec.key, rule=rule))
         for rec, rules in plan.retention.keep:

@@ -39,7 +39,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_
 from ansible_collections.nova.snapshots.plugins.module_utils.model import _bundle as layout
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import OVERLAY_TYPES, iso_time
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import export_crypt
 
 SLACK = 1024 * 1024      # descriptions, manifests, tar headers
 
@@ -81,10 +81,12 @@ class Exporter(object):
     def __init__(self, manager):
         self.m = manager
         self.img = ImageCopy(manager.qemu_img)
+        self.keyed, self.encrypted = None, False     # an encrypted chain's KeyedQemuImg; LUKS disks in the bundle
 
     # -- entry --------------------------------------------------------------------------------
     def run(self, check_mode, name, dest, fmt='bundle', include_config=True, include_memory=False, compress=False,
-            incremental_from=None, io_limit=None, force=False, compatibility=None):
+            incremental_from=None, io_limit=None, force=False, compatibility=None, crypt=None):
+        """`crypt`: the task's key_file, encrypt and decrypt (see _encryption.export_crypt)."""
         layout.check_format(fmt)
         hw_version = None
         if fmt == 'ova':
@@ -105,7 +107,9 @@ class Exporter(object):
             snap = tree.by_name(name)
             if snap is None:
                 raise SnapshotNotFound(self.m.domain.name, name)
-            refuse_encrypted(self.m, tree, 'export', memory=include_memory)
+            self.keyed, self.encrypted = export_crypt(self.m, snap, fmt, compress=compress,
+                                                      incremental=bool(incremental_from),
+                                                      include_memory=include_memory, **(crypt or {}))
             base = self._base(tree, snap, incremental_from) if incremental_from else None
             self._check_intact(snap, include_memory)
             same = self._existing(dest, fmt, snap, base, force)
@@ -224,7 +228,11 @@ class Exporter(object):
     def _write(self, tree, snap, base, stage, fmt, archive, dest, include_config, include_memory, compress,
                io_limit, hw_version):
         out_fmt = {'bundle': 'qcow2', 'ova': 'vmdk'}.get(fmt, fmt)
-        needs = [self.img.measure(self._source(snap, d), 'raw' if out_fmt == 'raw' else 'qcow2') for d in snap.disk_files]
+        if self.keyed:
+            needs = [self.keyed.measure(d.file_path, d.format) for d in snap.disk_files]
+        else:
+            needs = [self.img.measure(self._source(snap, d), 'raw' if out_fmt == 'raw' else 'qcow2')
+                     for d in snap.disk_files]
         if include_memory:
             needs.append(os.path.getsize(snap.memory_file))
         self._check_space(dest, needs, archive)
@@ -270,7 +278,10 @@ class Exporter(object):
             fname = layout.disk_file(d.device)
             path = os.path.join(stage, fname)
             entry = dict(device=d.device, file=fname, format='qcow2', backing=None)
-            if base is None:
+            if self.keyed:         # an encrypted chain: LUKS in the bundle too, unless decrypt was asked for
+                self.keyed.convert(self.keyed.spec(d.file_path, d.format), path, encrypt=self.encrypted, rate=io_limit)
+                entry['encrypted'] = self.encrypted
+            elif base is None:
                 self.img.convert(self._source(snap, d), path, compress=compress, rate=io_limit)
             else:
                 bd = base.disk(d.device)

@@ -16,6 +16,7 @@ when the bundle has one). A failure removes every file and definition this run m
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
 import os
 import re
 import threading
@@ -26,6 +27,10 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _im
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._archive import Source, fsync_path, remove
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._image_copy import ImageCopy, spec_of
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_images import SECRET_ID, KeyedQemuImg, spec_name
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyfile import read_key_file
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import encryption_element
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import Secrets, secret_uuid
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._placement import (
     Pool,
     domain_exists,
@@ -75,11 +80,15 @@ class _Verifier(threading.Thread):
 class Importer(object):
     def __init__(self, hypervisor, qemu_img):
         self.hv = hypervisor
+        self.qemu_img = qemu_img
         self.img = ImageCopy(qemu_img)
+        self.keyed, self.key, self.key_file = None, None, None     # an encrypted bundle's key
 
     # -- entry --------------------------------------------------------------------------------
-    def run(self, check_mode, src, domain, storage_pool=None, dest_dir=None, start=False, network=None, force=False):
+    def run(self, check_mode, src, domain, storage_pool=None, dest_dir=None, start=False, network=None, force=False,
+            key_file=None):
         validate_name(domain, 'domain')
+        self.key_file = key_file
         if not src:
             raise NovaError('src names nothing to import')
         if bool(storage_pool) == bool(dest_dir):
@@ -101,6 +110,7 @@ class Importer(object):
 
     def _run(self, check_mode, sources, verifier, started, domain, storage_pool, dest_dir, start, network, force):
         plan = self._plan(sources)
+        self._open_keys(plan, sources)
         pool = Pool(self.hv, storage_pool) if storage_pool else None
         directory = pool.path if pool else os.path.abspath(dest_dir)
         if domain_exists(self.hv, domain) and not force:
@@ -111,7 +121,7 @@ class Importer(object):
             if os.path.lexists(path) and not force:
                 raise NovaError('%s exists; set force to replace it' % path)
             disks.append(dict(device=dev, path=path, spec=spec))
-        need = sum(self.img.measure_spec(d['spec']) for d in disks) + SLACK
+        need = sum(self._measure(d) for d in disks) + SLACK
         if plan['memory'] and start:
             need += plan['memory'][0].size(plan['memory'][1])
         free = free_bytes(directory)
@@ -149,6 +159,10 @@ class Importer(object):
                                          start, directory, made)
             if force:
                 remove_domain(self.hv, domain)      # only now: everything new is written and verified
+            if self.keyed and self.encrypted_devices(plan):
+                uid = secret_uuid(parse_xml(xml).findtext('uuid'))
+                Secrets(self.hv).ensure(uid, self.key, "nova.snapshots: LUKS key of domain '%s'" % domain)
+                made.append(('secret', uid))
             self.hv.define(xml)
             made.append(('domain', domain))
             if start:
@@ -230,6 +244,8 @@ class Importer(object):
                 if not s.has(entry['file']):
                     raise NovaError('%s: file %s is missing' % (s.path, entry['file']), file=entry['file'])
                 spec = {'driver': 'qcow2', 'file': s.file_spec(entry['file']), 'backing': spec}
+                if entry.get('encrypted'):
+                    spec['encrypt'] = {'format': 'luks', 'key-secret': SECRET_ID}
             disks.append((d['device'], spec, 'qcow2'))
         memory = (top_src, top['memory']) if top.get('memory') else None
         config = top_src.read(top['config']) if top.get('config') else None
@@ -274,12 +290,49 @@ class Importer(object):
         return dict(kind='images', disks=disks, memory=None, config=None, ovf=None)
 
     # -- writing ------------------------------------------------------------------------------
+    # -- encrypted bundles --------------------------------------------------------------------
+    @staticmethod
+    def encrypted_devices(plan):
+        def luks(spec):
+            return bool(spec) and ('encrypt' in spec or luks(spec.get('backing')))
+        return [dev for dev, spec, _fmt in plan['disks'] if luks(spec)]
+
+    def _open_keys(self, plan, sources):
+        """An encrypted bundle's disks are imported LUKS-encrypted with the same key (never in clear):
+        key_file is needed; a wrong key fails when the disks are measured, before anything is written
+        (`qemu-img info` does not unlock a LUKS layer, `measure` does)."""
+        devices = self.encrypted_devices(plan)
+        if not devices:
+            return
+        if not self.key_file:
+            raise NovaError('%s holds encrypted disks (%s): the import needs key_file (the key they were exported '
+                            'with); nothing was written' % (sources[-1].path, ', '.join(devices)))
+        self.key = read_key_file(self.key_file)
+        self.keyed = KeyedQemuImg(self.qemu_img, self.key_file)
+
+    def _measure(self, d):
+        if self.keyed:
+            return json.loads(self.keyed.run('measure', '-U', '--output=json', '-O', 'qcow2',
+                                             spec_name(d['spec'])))['required'] + 4 * 1024 * 1024
+        return self.img.measure_spec(d['spec'])
+
+    def _copy(self, d, partial):
+        """Write the disk `d` into `partial` and prove it equal; LUKS-encrypted when the bundle's is."""
+        if self.keyed:
+            encrypted = 'encrypt' in d['spec']
+            self.keyed.convert(d['spec'], partial, encrypt=encrypted)
+            written = spec_of(partial, 'qcow2')
+            if encrypted:
+                written['encrypt'] = {'format': 'luks', 'key-secret': SECRET_ID}
+            return self.keyed.compare(d['spec'], written)
+        self.img.convert_spec(d['spec'], partial)
+        return self.img.same(d['spec'], spec_of(partial, 'qcow2'))
+
     def _write_disk(self, d, made):
         partial = d['path'] + '.partial'
         remove(partial)
         made.append(('file', partial))
-        self.img.convert_spec(d['spec'], partial)
-        if not self.img.same(d['spec'], spec_of(partial, 'qcow2')):
+        if not self._copy(d, partial):
             raise NovaError('the imported disk %s differs from the exported data; nothing was kept' % d['device'])
         fsync_path(partial)
         os.rename(partial, d['path'])
@@ -298,6 +351,15 @@ class Importer(object):
             root = _import_xml.generic(domain, ovf['vcpus'], ovf['memory_mib'], sorted(disks.items()), ovf['nics'],
                                        network=network, network_kind=kind)
             _import_xml.retarget(root, domain, new_uuid, disks)
+        encrypted = self.encrypted_devices(plan) if self.keyed else []
+        for disk in DomainXML(root).disks:
+            source = disk.root.find('source')
+            if source is None or disk.target not in disks:
+                continue
+            for old in source.findall('encryption'):     # the exporting domain's secret
+                source.remove(old)
+            if disk.target in encrypted:
+                encryption_element(source, secret_uuid(new_uuid))
         save = None
         if memory:
             source, name = memory
@@ -317,6 +379,8 @@ class Importer(object):
             try:
                 if what == 'domain':
                     remove_domain(self.hv, name)
+                elif what == 'secret':
+                    Secrets(self.hv).remove(name)
                 elif what == 'dir':
                     os.rmdir(name)      # only when empty: it was made for this import
                 else:

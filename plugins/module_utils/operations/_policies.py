@@ -17,6 +17,7 @@ __metaclass__ = type
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._policy_store import PolicyStore
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NotFound, Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.model._policy import POLICY_KEYS, has_policy_keys, parse_now, parse_policy
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import POLICY_SPEC
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._enforce import Enforcer
 
 
@@ -80,7 +81,7 @@ def policy_task(p, hypervisor, qemu_img, check_mode, warn):
     now = parse_now(p['now'])
     policies, only = policies_to_enforce(p, store)
     enforcer = Enforcer(hypervisor, p['storage_dir'], qemu_img, store, now, lock_timeout=p['lock_timeout'],
-                        check_mode=check_mode)
+                        check_mode=check_mode, create_options=dict((k, p.get(k)) for k in POLICY_SPEC if k in p))
     result = enforcer.enforce(policies, only_domains=only)
     for m in result['missing']:
         warn("policy '%s' names domain '%s', which is not defined on this host" % (m['policy'], m['domain']))

@@ -43,7 +43,8 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._verify_repor
     longest_chain,
 )
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import is_encoded
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_images import WrongKey
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import keyed_images, refuse_encrypted
 
 FIX_RESTORE = ('restore the file from a verified copy; for a snapshot without children, '
                'state=repaired with recreate=from_parent replaces it by its parent\'s state')
@@ -98,8 +99,9 @@ def _backing_of(manager, path, fmt):
 class Verifier(object):
     """Verifies the snapshots of one domain (a SnapshotManager) with one algorithm."""
 
-    def __init__(self, manager, algorithm='sha256', throttle=None):
+    def __init__(self, manager, algorithm='sha256', throttle=None, keyed=None):
         self.m = manager
+        self.keyed = keyed         # a KeyedQemuImg: qemu-img check opens LUKS layers with the domain's key
         self.algorithm = algorithm
         self.throttle = throttle or Throttle()
         self.pending = {}          # snap id -> {path: entry} to write into checksums.json
@@ -198,7 +200,11 @@ class Verifier(object):
 
     def _qemu_check(self, r, path):
         try:
-            res = self.m.qemu_img.check(path, 'qcow2')
+            res = (self.keyed or self.m.qemu_img).check(path, 'qcow2')
+        except WrongKey as e:       # the key was checked against the domain's verifier: the header is damaged
+            r.add('corrupt_image', 'qemu-img check cannot unlock it with the domain\'s key (a damaged LUKS header, '
+                  'or a layer encrypted with another key): %s' % e.msg, FIX_RESTORE, file=path)
+            return
         except NovaError as e:
             r.add('corrupt_image', 'qemu-img check failed: %s' % e.msg, FIX_RESTORE, file=path)
             return
@@ -736,12 +742,16 @@ def run_verify(make_manager, params, check_mode):
     throttle = Throttle(params.get('io_limit'))
     pattern = params.get('name')
     reports, domain_problems, stats, changed = [], [], [], False
+    keyed = []
     for m in managers:
         tree, adopted = m.load(write=False)
         if pattern is not None and not _is_glob(pattern) and tree.by_name(pattern) is None:
             raise SnapshotNotFound(m.domain.name, pattern)
-    for m in managers:
-        r, p, s, c = _one_domain(m, params, check_mode, throttle, pattern, matches)
+        if params.get('state') == 'repaired':
+            refuse_encrypted(m, tree, 'repair (state=repaired; state=verified with key_file verifies them)')
+        keyed.append(keyed_images(m, params, tree, 'verification'))     # no key, wrong key: refused here
+    for m, k in zip(managers, keyed):
+        r, p, s, c = _one_domain(m, params, check_mode, throttle, pattern, matches, k)
         reports += r
         domain_problems += p
         stats.append(s)
@@ -758,12 +768,11 @@ def run_verify(make_manager, params, check_mode):
     return result
 
 
-def _one_domain(m, params, check_mode, throttle, pattern, matches):
+def _one_domain(m, params, check_mode, throttle, pattern, matches, keyed=None):
     tree, adopted = m.load(write=False)
-    refuse_encrypted(m, tree, 'verification')
     snaps = [s for s in tree.ordered() if matches(s.name, pattern)]
     algorithm = params.get('checksum') or 'sha256'
-    v = Verifier(m, algorithm, throttle)
+    v = Verifier(m, algorithm, throttle, keyed)
     reports, problems = v.verify(tree, snaps, adopted)
     changed = False
     bad = [r.id for r in reports if r.problems]

@@ -1,0 +1,164 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE: this file is private to the nova.snapshots collection. Its API may change at any time.
+
+"""qemu-img on chains with LUKS-encrypted layers.
+
+`qemu-img info` reads an encrypted image's header without the key; `check`, `map`, `compare` and
+`convert` have to open the layers and need it (`Parameter 'encrypt.key-secret' is required for
+cipher`). Every call made here gets
+
+- `--object secret,id=nova-key0,file=KEY_FILE`: qemu-img reads the key from the file itself, so the
+  key is never on a command line, in an environment or in a log (the file's *path* is);
+- the image as a `json:` spec that describes the whole chain explicitly (the chain and which
+  layers are encrypted come from `qemu-img info --backing-chain`, which needs no key): each LUKS
+  layer gets `encrypt.key-secret=nova-key0`, the others none, every format stated, every backing
+  named by its full path. (Options of the top image do not reach a backing image qemu-img opens
+  from a header, so the chain has to be explicit.)
+
+One key per domain (docs/encryption.md), so one secret object opens every layer.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import CALIBRATION_FAILED, ITER_TIME_MS, image_encrypted
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import MapExtent, QemuImgFailed
+
+SECRET_ID = 'nova-key0'
+LUKS_HEADER_BYTES = 4 * 1024 * 1024     # a LUKS header with 8 key slots takes about 2 MiB
+WRONG_KEY = 'cannot unlock any keyslot'
+
+
+class WrongKey(QemuImgFailed):
+    """The key file does not open a LUKS layer (the task's error, not a finding about the image)."""
+
+
+def _wrong_key(key_file, msg):
+    return WrongKey('key_file %s does not open the LUKS layers (wrong key); nothing was changed: %s' % (key_file, msg),
+                    key_file=key_file)
+
+
+def chain_spec(path, infos, secret_id=SECRET_ID, backing=True):
+    """The json: spec (a dict) opening `path`, whose `qemu-img info --backing-chain` is `infos`
+    ([ImageInfo], top first), with the key secret on every encrypted layer.
+
+    backing=False opens the top layer alone (its backing cut off: what the layer holds itself)."""
+    if not infos:
+        raise QemuImgFailed('no image information for %s' % path)
+    names = [os.path.abspath(path)] + [i.backing_file for i in infos[:-1]]
+    spec = None
+    for info, filename in reversed(list(zip(infos, names))):
+        if not filename:
+            raise QemuImgFailed('the backing chain of %s names an image without a path' % path)
+        fmt = info.format or 'raw'
+        node = {'driver': fmt, 'file': {'driver': 'file', 'filename': os.path.abspath(filename)}}
+        if fmt == 'luks':
+            node['key-secret'] = secret_id
+        elif image_encrypted(info):
+            node['encrypt'] = {'format': 'luks', 'key-secret': secret_id}
+        if spec is not None:
+            node['backing'] = spec
+        elif fmt == 'qcow2' and info.backing_file:
+            raise QemuImgFailed('the backing chain of %s stops at %s, which names a backing file %s'
+                                % (path, filename, info.backing_file))
+        spec = node
+    if not backing and spec.get('driver') == 'qcow2':
+        spec['backing'] = None
+    return spec
+
+
+def spec_name(spec):
+    return 'json:' + json.dumps(spec, sort_keys=True)
+
+
+def secret_object(key_file, secret_id=SECRET_ID):
+    """The --object argument that makes qemu-img read the key from `key_file` (commas doubled, as
+    QEMU's option syntax wants)."""
+    return 'secret,id=%s,file=%s' % (secret_id, os.path.abspath(key_file).replace(',', ',,'))
+
+
+class KeyedQemuImg(object):
+    """qemu-img calls (through the one runner, a QemuImg) on images whose chains hold LUKS layers,
+    all opened with the key in `key_file`. Images without encrypted layers work the same way."""
+
+    def __init__(self, qemu_img, key_file):
+        self.qemu_img = qemu_img
+        self.key_file = key_file
+
+    def spec(self, path, fmt=None, backing=True):
+        return chain_spec(path, self.qemu_img.chain(path, fmt), backing=backing)
+
+    def name(self, path, fmt=None, backing=True):
+        return spec_name(self.spec(path, fmt, backing))
+
+    def run(self, subcommand, *args):
+        try:
+            return self.qemu_img.run(subcommand, '--object', secret_object(self.key_file), *args)
+        except QemuImgFailed as e:
+            if WRONG_KEY in e.msg:
+                raise _wrong_key(self.key_file, e.msg)
+            raise
+
+    def check(self, path, fmt='qcow2'):
+        """`qemu-img check` of `path` (its chain opened with the key): the parsed JSON report."""
+        rc, out, err = self.qemu_img.run_status('check', '--object', secret_object(self.key_file), '--output=json',
+                                                '-U', self.name(path, fmt))
+        try:
+            return json.loads(out)
+        except ValueError:
+            msg = (err or '').strip()
+            if WRONG_KEY in msg:
+                raise _wrong_key(self.key_file, msg)
+            raise QemuImgFailed('qemu-img check %s failed (rc=%d): %s' % (path, rc, msg))
+
+    def measure(self, path, fmt=None, out_fmt='qcow2'):
+        """Bytes a flattened copy of the disk `path` shows needs (plus room for a LUKS header)."""
+        out = self.run('measure', '-U', '--output=json', '-O', out_fmt, self.name(path, fmt))
+        return json.loads(out)['required'] + LUKS_HEADER_BYTES
+
+    def map(self, path, fmt='qcow2', backing=True):
+        """[MapExtent] of the disk `path` shows (with backing=False: of the layer alone)."""
+        return [MapExtent(d) for d in json.loads(self.run('map', '--output=json', '-U',
+                                                          self.name(path, fmt, backing)))]
+
+    def compare(self, spec_a, spec_b):
+        """True when the disks the json: specs show are byte for byte equal."""
+        rc, out, err = self.qemu_img.run_status('compare', '--object', secret_object(self.key_file), '-q', '-U',
+                                                spec_name(spec_a), spec_name(spec_b))
+        if rc in (0, 1):
+            return rc == 0
+        if WRONG_KEY in (err or ''):
+            raise _wrong_key(self.key_file, err.strip())
+        raise QemuImgFailed('qemu-img compare failed (rc=%d): %s' % (rc, (err or out).strip()))
+
+    def convert(self, spec, dest, out_fmt='qcow2', encrypt=False, options=None, rate=None, iter_time=ITER_TIME_MS):
+        """Flatten the disk the json: `spec` shows into a new image `dest`; with `encrypt` (qcow2 only)
+        `dest` is a LUKS-encrypted qcow2 with the same key, so the data is never written in clear."""
+        args = ['convert', '-q', '-U']
+        if rate:
+            args += ['-r', str(int(rate))]
+        opts = list(options or [])
+        if encrypt:
+            if out_fmt != 'qcow2':
+                raise QemuImgFailed('an encrypted copy must be qcow2, not %s' % out_fmt)
+            opts += ['encrypt.format=luks', 'encrypt.key-secret=%s' % SECRET_ID, 'encrypt.iter-time=%d' % iter_time]
+        args += ['-O', out_fmt]
+        if opts:
+            args += ['-o', ','.join(opts)]
+        for attempt in (1, 2, 3):
+            try:
+                self.run(*(args + [spec_name(spec), dest]))
+                return
+            except QemuImgFailed as e:
+                # QEMU 7.2's PBKDF2 calibration for a new LUKS key slot fails now and then on a busy host
+                if not encrypt or CALIBRATION_FAILED not in e.msg or attempt == 3:
+                    raise
+                if os.path.exists(dest):
+                    os.unlink(dest)

@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nova.snapshots contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""qemu-img on LUKS chains (adapters/_keyed_images.py): the json: spec gives every encrypted layer the
+key secret and no other layer one; the key is read by qemu-img from the file, never on a command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_images import (
+    SECRET_ID,
+    KeyedQemuImg,
+    chain_spec,
+    secret_object,
+)
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import ImageInfo, QemuImg, QemuImgFailed
+
+KEY = b'unit-test passphrase 91c2\n'
+LUKS = {'type': 'qcow2', 'data': {'encrypt': {'format': 'luks'}}}
+
+
+def info(filename, fmt, backing=None, encrypted=False):
+    data = {'filename': filename, 'format': fmt, 'virtual-size': 1 << 24}
+    if backing:
+        data['full-backing-filename'] = backing
+    if encrypted:
+        data['encrypted'] = True
+        data['format-specific'] = LUKS
+    return ImageInfo(data)
+
+
+def test_chain_spec_keys_exactly_the_encrypted_layers():
+    infos = [info('/s/top.qcow2', 'qcow2', '/s/mid.qcow2', True), info('/s/mid.qcow2', 'qcow2', '/b/base.qcow2', True),
+             info('/b/base.qcow2', 'qcow2', '/b/root.raw'), info('/b/root.raw', 'raw')]
+    spec = chain_spec('/s/top.qcow2', infos)
+    layers = []
+    node = spec
+    while node:
+        layers.append(node)
+        node = node.get('backing')
+    assert [n['file']['filename'] for n in layers] == ['/s/top.qcow2', '/s/mid.qcow2', '/b/base.qcow2', '/b/root.raw']
+    assert [n['driver'] for n in layers] == ['qcow2', 'qcow2', 'qcow2', 'raw']
+    assert [n.get('encrypt') for n in layers] == [{'format': 'luks', 'key-secret': SECRET_ID}] * 2 + [None, None]
+    alone = chain_spec('/s/top.qcow2', infos, backing=False)
+    assert alone['backing'] is None and alone['encrypt']['key-secret'] == SECRET_ID
+
+
+def test_chain_spec_refuses_a_chain_cut_short():
+    with pytest.raises(QemuImgFailed):
+        chain_spec('/s/top.qcow2', [info('/s/top.qcow2', 'qcow2', '/s/gone.qcow2', True)])
+
+
+def test_secret_object_names_the_file_not_the_key(tmp_path):
+    path = tmp_path / 'a,b.key'
+    path.write_bytes(KEY)
+    arg = secret_object(str(path))
+    assert arg == 'secret,id=%s,file=%s' % (SECRET_ID, str(path).replace(',', ',,'))
+    assert KEY.strip().decode() not in arg
+
+
+def run_command(cmd, environ_update=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **(environ_update or {})), check=False)
+    return p.returncode, p.stdout, p.stderr
+
+
+def luks_overlay(qemu_img, key, path, backing, backing_fmt):
+    args = ['create', '-q', '-u', '-f', 'qcow2', '--object', secret_object(key), '-o',
+            'encrypt.format=luks,encrypt.key-secret=%s,encrypt.iter-time=10' % SECRET_ID,
+            '-F', backing_fmt, '-b', backing, path, str(1 << 24)]
+    for attempt in range(5):
+        try:
+            return qemu_img.run(*args)
+        except QemuImgFailed as e:     # QEMU's PBKDF2 calibration fails now and then on a busy host
+            if 'accurate CPU usage' not in e.msg or attempt == 4:
+                raise
+    return None
+
+
+@pytest.mark.skipif(shutil.which('qemu-img') is None, reason='needs qemu-img')
+def test_real_qemu_img_opens_a_two_layer_luks_chain_with_the_key_file(tmp_path):
+    seen = []
+
+    def recording(cmd, environ_update=None):
+        seen.append(' '.join(cmd))
+        return run_command(cmd, environ_update)
+
+    qemu_img = QemuImg(recording)
+    key, wrong = str(tmp_path / 'k'), str(tmp_path / 'w')
+    for path, data in ((key, KEY), (wrong, b'not it\n')):
+        with open(path, 'wb') as f:
+            f.write(data)
+        os.chmod(path, 0o600)
+    base, l1, l2 = (str(tmp_path / n) for n in ('base.raw', 'l1.qcow2', 'l2.qcow2'))
+    with open(base, 'wb') as f:
+        f.truncate(1 << 24)
+    luks_overlay(qemu_img, key, l1, base, 'raw')
+    shutil.copy(l1, l2)         # a second LUKS layer without paying QEMU's PBKDF2 calibration again
+    KeyedQemuImg(qemu_img, key).run('rebase', '-q', '-u', '--image-opts',
+                                    'driver=qcow2,file.filename=%s,encrypt.key-secret=%s' % (l2, SECRET_ID),
+                                    '-F', 'qcow2', '-b', l1)
+    with pytest.raises(QemuImgFailed) as e:      # what the collection had to refuse before
+        qemu_img.check(l2)
+    assert 'key-secret' in e.value.msg
+
+    keyed = KeyedQemuImg(qemu_img, key)
+    report = keyed.check(l2)
+    assert report.get('check-errors', 0) == 0 and not report.get('corruptions')
+    assert sum(e.length for e in keyed.map(l2)) == 1 << 24
+    assert keyed.map(l2, backing=False)[0].depth == 0
+    assert keyed.compare(keyed.spec(l2), keyed.spec(l1))
+    copy = str(tmp_path / 'copy.qcow2')
+    keyed.convert(keyed.spec(l2), copy, encrypt=True, iter_time=10)
+    assert json.loads(subprocess.check_output(['qemu-img', 'info', '--output=json', copy]))['encrypted'] is True
+    assert keyed.compare(keyed.spec(copy, 'qcow2'), keyed.spec(l2))
+
+    with pytest.raises(QemuImgFailed) as e:
+        KeyedQemuImg(qemu_img, wrong).map(l2)
+    assert 'does not open the LUKS layers' in e.value.msg and wrong in e.value.msg
+    with pytest.raises(QemuImgFailed) as e:
+        KeyedQemuImg(qemu_img, wrong).check(l2)
+    assert 'does not open the LUKS layers' in e.value.msg
+    assert not [c for c in seen if KEY.strip().decode() in c]      # the key is never on a command line
+
+
+def test_verify_reports_a_layer_the_checked_key_cannot_unlock_as_corrupt():
+    """The key was checked against the domain's verifier before: 'cannot unlock' then means a damaged
+    LUKS header, a finding about the image (not the task's error)."""
+    from types import SimpleNamespace
+    from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_images import WrongKey
+    from ansible_collections.nova.snapshots.plugins.module_utils.model._verify_report import SnapshotReport
+    from ansible_collections.nova.snapshots.plugins.module_utils.operations._verify import Verifier
+
+    class Keyed(object):
+        def check(self, path, fmt):
+            raise WrongKey('key_file /k does not open the LUKS layers (wrong key): Invalid password, cannot unlock '
+                           'any keyslot')
+
+    v = Verifier(SimpleNamespace(qemu_img=None), keyed=Keyed())
+    r = SnapshotReport('web', 'id1', 's2')
+    v._qemu_check(r, '/s/layer.qcow2')
+    assert [(p.kind, p.file) for p in r.problems] == [('corrupt_image', '/s/layer.qcow2')]
+    assert 'damaged LUKS header' in r.problems[0].message
