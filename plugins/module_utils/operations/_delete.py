@@ -86,7 +86,11 @@ def own_ranges(m, path):
 
 
 def merge_copy_bytes(m, src, dest):
-    """Bytes a merge of image `src` into `dest` (next to it in the chain) copies: `src`'s data `dest` does not cover."""
+    """Bytes a merge of image `src` into `dest` (next to it in the chain) copies: `src`'s data `dest` does not cover.
+
+    qemu-img map cannot open a LUKS layer without its key: for those, all of `src`'s allocation."""
+    if any(m.view.info(p).raw.get('encrypted') for p in (src, dest)):
+        return m.view.info(src).actual_size or 0
     return ranges_minus(own_ranges(m, src)[0], own_ranges(m, dest)[1])
 
 
