@@ -104,7 +104,7 @@ def test_check_mode_diff_and_same_name_with_other_settings(shared_guest):
     assert planned['changed'] is True and planned['snapshot'] is None
     assert planned['diff'] == {'before': {}, 'after': {'name': 'cm', 'snapshot_type': 'disk_only', 'disks': ['vda', 'vdb'],
                                                        'memory': False, 'description': None, 'tags': ['t'],
-                                                       'category': None, 'encrypted': False, 'memory_compression': 'none'}}
+                                                       'category': None, 'encrypted': False, 'memory_compression': None}}
     assert planned['actions'] == ['take disk_only snapshot cm of %s (disks vda, vdb)' % shared_guest.name]
     assert libvirt_names(shared_guest) == []
 
