@@ -18,21 +18,13 @@ import statistics
 
 import libvirt
 
-from common import manager, report, timed  # first: it puts the collection and the test bed on sys.path
+from common import report, run_ours, timed  # first: it puts the collection and the test bed on sys.path
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import secret_uuid  # noqa: E402
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create  # noqa: E402
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import plan_revert  # noqa: E402
 import testbed
 
 ROUNDS = int(os.environ.get('NOVA_BENCH_ROUNDS', '3'))
-
-
-def run_ours(guest, op):
-    m = manager(guest)
-    try:
-        return m.run(False, lambda tree: op(m, tree))
-    finally:
-        m.hypervisor.close()
 
 
 def mib(path):

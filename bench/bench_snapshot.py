@@ -18,7 +18,7 @@ import subprocess
 import libvirt
 from lxml import etree
 
-from common import manager, report, timed, virsh  # first: it puts the collection and the test bed on sys.path
+from common import report, run_ours, timed, virsh  # first: it puts the collection and the test bed on sys.path
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._create import plan_create  # noqa: E402
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert import plan_revert  # noqa: E402
 import testbed
@@ -38,14 +38,6 @@ def virsh_create_args(guest, name, snapshot_type, directory):
     for dev in sorted(guest.disks):
         args += ['--diskspec', '%s,file=%s/disk_%s.qcow2,snapshot=external' % (dev, directory, dev)]
     return args
-
-
-def run_ours(guest, op):
-    m = manager(guest)
-    try:
-        return m.run(False, lambda tree: op(m, tree))
-    finally:
-        m.hypervisor.close()
 
 
 def bench_create(conn):

@@ -34,11 +34,12 @@ def manager(guest):
     return SnapshotManager(Hypervisor(URI), guest.name, guest.storage_dir, QemuImg(run_command))
 
 
-def ours(guest, plan):
-    """Run one operation through the module core exactly as the module does (plan, lock, apply)."""
+def run_ours(guest, op):
+    """Run one operation through the module core exactly as the module does (plan, lock, apply):
+    op(manager, tree) returns its Plan."""
     m = manager(guest)
     try:
-        return m.run(False, plan)
+        return m.run(False, lambda tree: op(m, tree))
     finally:
         m.hypervisor.close()
 
