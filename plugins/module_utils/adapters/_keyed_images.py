@@ -28,7 +28,7 @@ __metaclass__ = type
 import json
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import CALIBRATION_FAILED, ITER_TIME_MS, image_encrypted
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import ITER_TIME_MS, image_encrypted, write_key_slot
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import MapExtent, QemuImgFailed
 
 SECRET_ID = 'nova-key0'
@@ -152,13 +152,8 @@ class KeyedQemuImg(object):
         args += ['-O', out_fmt]
         if opts:
             args += ['-o', ','.join(opts)]
-        for attempt in (1, 2, 3):
-            try:
-                self.run(*(args + [spec_name(spec), dest]))
-                return
-            except QemuImgFailed as e:
-                # QEMU 7.2's PBKDF2 calibration for a new LUKS key slot fails now and then on a busy host
-                if not encrypt or CALIBRATION_FAILED not in e.msg or attempt == 3:
-                    raise
-                if os.path.exists(dest):
-                    os.unlink(dest)
+        command = args + [spec_name(spec), dest]
+        if encrypt:
+            write_key_slot(lambda: self.run(*command), dest)
+        else:
+            self.run(*command)

@@ -31,10 +31,29 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._xml impor
 
 # Milliseconds of PBKDF2 work a LUKS key slot costs to open. QEMU's default (2000) is paid again by
 # every layer of a chain at every start, restore and block job; half of it still stretches a
-# passphrase, and a key file should hold a long random key anyway (docs/encryption.md). Much lower
-# values make QEMU 7.2's PBKDF2 calibration fail on a busy host ("Unable to get accurate CPU usage").
+# passphrase, and a key file should hold a long random key anyway (docs/encryption.md).
 ITER_TIME_MS = 1000
+
+# QEMU 7.2 times its first PBKDF2 round (2^15 iterations, a few ms) by the thread's CPU time in whole
+# milliseconds and gives up when that reads 0: about one new key slot in four on this machine, at any
+# iter-time (measured: 10 of 40 `qemu-img create -o encrypt.format=luks`). The failure comes within
+# ~10 ms and writes nothing usable, so trying again is cheap and 20 tries leave ~1e-12.
 CALIBRATION_FAILED = 'Unable to get accurate CPU usage'
+CALIBRATION_ATTEMPTS = 20
+
+
+def write_key_slot(run, dest):
+    """`run()`, a qemu-img command that writes a new LUKS image `dest`, tried again while QEMU's
+    PBKDF2 calibration fails; any other failure, or the last one, is raised."""
+    for attempt in range(1, CALIBRATION_ATTEMPTS + 1):
+        try:
+            return run()
+        except QemuImgFailed as e:
+            if CALIBRATION_FAILED not in e.msg or attempt == CALIBRATION_ATTEMPTS:
+                raise
+            if os.path.exists(dest):
+                os.unlink(dest)
+    return None
 
 
 def encryption_element(source, secret_uuid):
@@ -83,12 +102,4 @@ def create_overlay(qemu_img, path, backing, backing_format, size, key_file):
     args = ('create', '-q', '-u', '-f', 'qcow2', '--object', 'secret,id=nova-sec0,file=%s' % key_file,
             '-o', 'encrypt.format=luks,encrypt.key-secret=nova-sec0,encrypt.iter-time=%d' % ITER_TIME_MS,
             '-F', backing_format, '-b', backing, path, str(size))
-    for attempt in (1, 2, 3):
-        try:
-            qemu_img.run(*args)
-            return
-        except QemuImgFailed as e:
-            if CALIBRATION_FAILED not in e.msg or attempt == 3:
-                raise
-            if os.path.exists(path):
-                os.unlink(path)
+    write_key_slot(lambda: qemu_img.run(*args), path)

@@ -20,6 +20,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_ima
     secret_object,
 )
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import ImageInfo, QemuImg, QemuImgFailed
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import CALIBRATION_ATTEMPTS, CALIBRATION_FAILED, write_key_slot
 
 KEY = b'unit-test passphrase 91c2\n'
 LUKS = {'type': 'qcow2', 'data': {'encrypt': {'format': 'luks'}}}
@@ -73,13 +74,7 @@ def luks_overlay(qemu_img, key, path, backing, backing_fmt):
     args = ['create', '-q', '-u', '-f', 'qcow2', '--object', secret_object(key), '-o',
             'encrypt.format=luks,encrypt.key-secret=%s,encrypt.iter-time=10' % SECRET_ID,
             '-F', backing_fmt, '-b', backing, path, str(1 << 24)]
-    for attempt in range(5):
-        try:
-            return qemu_img.run(*args)
-        except QemuImgFailed as e:     # QEMU's PBKDF2 calibration fails now and then on a busy host
-            if 'accurate CPU usage' not in e.msg or attempt == 4:
-                raise
-    return None
+    return write_key_slot(lambda: qemu_img.run(*args), path)
 
 
 @pytest.mark.skipif(shutil.which('qemu-img') is None, reason='needs qemu-img')
@@ -146,3 +141,28 @@ def test_verify_reports_a_layer_the_checked_key_cannot_unlock_as_corrupt():
     v._qemu_check(r, '/s/layer.qcow2')
     assert [(p.kind, p.file) for p in r.problems] == [('corrupt_image', '/s/layer.qcow2')]
     assert 'damaged LUKS header' in r.problems[0].message
+
+
+def test_a_failed_pbkdf2_calibration_is_tried_again_and_other_failures_are_not(tmp_path):
+    dest = tmp_path / 'new.qcow2'
+    calls = []
+
+    def flaky(failures, msg=CALIBRATION_FAILED):
+        def run():
+            calls.append(1)
+            dest.write_bytes(b'half')              # what a failed attempt may leave
+            if len(calls) <= failures:
+                raise QemuImgFailed('qemu-img: %s: %s' % (dest, msg))
+            return 'ok'
+        return run
+
+    assert write_key_slot(flaky(3), str(dest)) == 'ok' and len(calls) == 4
+    del calls[:]
+    with pytest.raises(QemuImgFailed, match='No space left'):
+        write_key_slot(flaky(1, 'No space left on device'), str(dest))
+    assert len(calls) == 1
+    del calls[:]
+    dest.unlink()
+    with pytest.raises(QemuImgFailed, match='accurate CPU usage'):
+        write_key_slot(flaky(CALIBRATION_ATTEMPTS), str(dest))
+    assert len(calls) == CALIBRATION_ATTEMPTS
