@@ -12,6 +12,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import testbed
 
 SMALLEST = {
@@ -28,12 +30,27 @@ SMALLEST = {
 LINE = re.compile(r'^[A-Za-z0-9_]+( \([^)]*\))?: ours=[0-9.]+\S* (peer=[0-9.]+\S* ratio=[0-9.]+|limit=[0-9.]+)\S*( .*)?$')
 
 
-def test_every_benchmark_runs_at_the_smallest_size():
-    bench = os.path.join(testbed.TOP, 'bench')
+# `run.py --list`, one test each so that the two pytest workers share them out
+BENCHMARKS = ('snapshot', 'branches', 'tree', 'chain', 'policy', 'export', 'verify', 'encryption', 'fleet', 'jobs')
+
+
+def run_bench(*args):
     env = dict(os.environ, **SMALLEST)
     env.pop('PYTHONPATH', None)     # bench/common.py finds the installed collection itself
-    proc = subprocess.run([sys.executable, 'run.py'], cwd=bench, env=env, capture_output=True, text=True,
-                          timeout=1800, check=False)
+    return subprocess.run([sys.executable, 'run.py'] + list(args), cwd=os.path.join(testbed.TOP, 'bench'), env=env,
+                          capture_output=True, text=True, timeout=1800, check=False)
+
+
+def test_the_smoke_tests_cover_every_benchmark_and_an_unknown_name_is_refused():
+    assert tuple(run_bench('--list').stdout.split()) == BENCHMARKS
+    proc = run_bench('snapshots')
+    assert proc.returncode == 2 and 'no benchmark snapshots; there are: snapshot, branches' in proc.stderr
+    assert 'ours=' not in proc.stdout
+
+
+@pytest.mark.parametrize('name', BENCHMARKS)
+def test_every_benchmark_runs_at_the_smallest_size(name):
+    proc = run_bench(name)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line and not line.startswith('#')]
     assert lines, proc.stdout
