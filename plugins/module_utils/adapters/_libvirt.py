@@ -236,6 +236,11 @@ class Domain(object):
         """[(name, xml)] for every snapshot libvirt knows, in libvirt's order."""
         return self._call('listing snapshots', lambda: [(s.getName(), s.getXMLDesc(0)) for s in self._dom.listAllSnapshots(0)])
 
+    def snapshot_names(self):
+        """The name of every snapshot libvirt knows: one call, where snapshot_xmls makes one per snapshot
+        (0.5 ms each, paid twice by every task on a domain with hundreds of them)."""
+        return self._call('listing snapshots', lambda: [s.getName() for s in self._dom.listAllSnapshots(0)])
+
     def current_snapshot_name(self):
         def current():
             return self._dom.snapshotCurrent(0).getName() if self._dom.hasCurrentSnapshot(0) else None

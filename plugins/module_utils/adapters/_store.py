@@ -50,6 +50,15 @@ def _content(path):
         return None
 
 
+def _parsed(path):
+    """The JSON of a small file of the store, or None when it cannot be read or parsed."""
+    text = _content(path)
+    try:
+        return json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+
+
 class LockTimeout(Conflict):
     pass
 
@@ -298,14 +307,19 @@ class Store(object):
         data = tree.to_dict()
         if self.uuid:
             data['vm_uuid'] = self.uuid
-        self.replace(self.tree_path, json.dumps(data, indent=1, sort_keys=True))
+        # one line, through the C encoder (indent makes json.dumps pure Python: 0.07 s at 200 snapshots,
+        # paid by every change); `jq . <file>` shows it indented
+        self.replace(self.tree_path, json.dumps(data, sort_keys=True) + '\n')
         self._link()
         for snap in tree.snapshots.values():
             directory = self.snapshot_dir(snap.id)
             if os.path.isdir(directory):
-                path, text = os.path.join(directory, 'metadata.json'), json.dumps(snap.to_dict(), indent=1, sort_keys=True)
-                if _content(path) != text:      # unchanged records are not rewritten: a save costs O(changed)
-                    self.replace(path, text)     # fsyncs, not O(snapshots)
+                path, record = os.path.join(directory, 'metadata.json'), snap.to_dict()
+                # Unchanged records are not rewritten: a save costs O(changed) fsyncs, not O(snapshots).
+                # Compared parsed, through the C encoder and parser: json.dumps with indent is pure
+                # Python, 0.7 ms a record, which made every save of a 500-snapshot tree 0.35 s longer.
+                if _parsed(path) != json.loads(json.dumps(record)):
+                    self.replace(path, json.dumps(record, indent=1, sort_keys=True))
 
     def save_snapshot_xml(self, snap_id, xml):
         self.make_dir(self.snapshot_dir(snap_id))

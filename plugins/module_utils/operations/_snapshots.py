@@ -24,7 +24,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import Store
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import disk_usage
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._trace import current
-from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NotFound, NovaError, Refused
+from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NotFound, NovaError, Refused, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._records import SnapshotDisk, VmSnapshot, adopted_id
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._ownership import check_ownership
 
@@ -98,15 +98,21 @@ class SnapshotManager(object):
         deletions a crash interrupted are finished. Returns (tree, adopted names)."""
         check_ownership(self.domain, self.store, write)     # a migrated VM's store or disks: refused
         tree = self.store.load()
-        in_libvirt = dict(self.domain.snapshot_xmls())
+        in_libvirt = set(self.domain.snapshot_names())
         for name in list(tree.deleting):
             if tree.by_name(name) is None:
                 if name in in_libvirt and write:
                     self.domain.delete_snapshot(name, metadata_only=True)
-                in_libvirt.pop(name, None)
+                in_libvirt.discard(name)
                 tree.deleting.remove(name)
-        pending = [SnapshotXML(xml) for name, xml in in_libvirt.items()
-                   if tree.by_name(name) is None and name not in tree.deleting]
+        foreign = {}        # only the snapshots the store does not know are read whole (adopted below)
+        for name in sorted(in_libvirt):
+            if tree.by_name(name) is None and name not in tree.deleting:
+                try:
+                    foreign[name] = self.domain.snapshot_xml(name)
+                except SnapshotNotFound:        # deleted (by virsh, say) since it was listed
+                    in_libvirt.discard(name)
+        pending = [SnapshotXML(xml) for xml in foreign.values()]
         adopted = []
         for sx in sorted(pending, key=lambda s: (s.creation_time or 0, s.name)):
             tree.add(self._adopt(tree, sx), make_current=False)
@@ -124,7 +130,7 @@ class SnapshotManager(object):
             tree.current = current.id if current else tree.current
             if write:
                 for name in adopted:
-                    self.store.save_snapshot_xml(tree.by_name(name).id, in_libvirt[name])
+                    self.store.save_snapshot_xml(tree.by_name(name).id, foreign[name])
                 self.store.save(tree)
         return tree, adopted
 

@@ -55,7 +55,7 @@ class FakeDomain:
     def xml(self, inactive=False):
         return DOMAIN % (self.fmt, self.fmt)
 
-    def snapshot_xmls(self):
+    def snapshot_names(self):
         return []
 
     def current_snapshot_name(self):

@@ -39,6 +39,26 @@ def test_save_load_round_trip_and_private_dirs(tmp_path):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700
 
 
+def test_a_save_rewrites_only_the_records_that_changed_or_cannot_be_read(tmp_path):
+    store = Store(str(tmp_path), 'web')
+    snaps = [VmSnapshot('id%d' % i, 'web', 's%d' % i, 'disk_only', i, 'running', [SnapshotDisk('vda', '/x%d' % i)],
+                        tags=['a', 'b']) for i in range(3)]
+    tree = Tree('web', snaps, current='id2')
+    for snap in snaps:
+        store.make_dir(store.snapshot_dir(snap.id))
+    store.save(tree)
+    paths = dict((s.id, os.path.join(store.snapshot_dir(s.id), 'metadata.json')) for s in snaps)
+    inodes = dict((i, os.stat(p).st_ino) for i, p in paths.items())
+    with open(paths['id2'], 'w') as f:
+        f.write('{"half": ')                            # a record a crash cut short
+    tree.snapshots['id1'].description = 'changed'
+    store.save(tree)
+    assert os.stat(paths['id0']).st_ino == inodes['id0']     # unchanged (tags a list in JSON, as saved): kept
+    assert json.loads(open(paths['id1']).read())['description'] == 'changed'
+    assert json.loads(open(paths['id2']).read())['name'] == 's2'
+    assert store.load().to_dict() == tree.to_dict()
+
+
 def test_missing_store_is_an_empty_tree_and_corrupt_one_a_clear_error(tmp_path):
     store = Store(str(tmp_path), 'web')
     assert store.load().snapshots == {}
