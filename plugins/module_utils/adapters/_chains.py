@@ -78,7 +78,7 @@ def real(path):
 def needed_files(view, tops):
     """Real paths of every image in the chains of `tops` (missing tops are skipped)."""
     needed = set()
-    for top in tops:
+    for top in set(tops):       # internal snapshots name one image each: 500 of them, one walk
         if top and os.path.exists(top):
             needed.update(real(p) for p in view.chain(top))
     return needed

@@ -28,17 +28,22 @@ def collect_garbage(m, tree):
     for root in roots:
         if not os.path.isdir(root):
             continue
-        for entry in os.listdir(root):
-            path = os.path.join(root, entry)
-            if os.path.isdir(path):
-                snap_alive = entry in tree.snapshots
+        with os.scandir(root) as entries:
+            entries = list(entries)
+        for entry in entries:
+            path = entry.path
+            if entry.is_dir():
+                snap_alive = entry.name in tree.snapshots
+                kept = 0        # one listing per directory: a store of 500 snapshots is 500 of them a change
                 for name in os.listdir(path):
                     f = os.path.join(path, name)
                     if name.endswith('.qcow2') and real(f) not in needed:
                         os.unlink(f)
                     elif not snap_alive and not name.endswith('.qcow2') and real(f) not in memory:
                         os.unlink(f)
-                if not os.listdir(path):
+                    else:
+                        kept += 1
+                if not kept:
                     os.rmdir(path)
-            elif entry.endswith('.qcow2') and real(path) not in needed:
+            elif entry.name.endswith('.qcow2') and real(path) not in needed:
                 os.unlink(path)
