@@ -183,8 +183,14 @@ EOF
         sub=${m#*:}
         binds+="mkdir -p $inside && mount --bind $d/$sub $inside && "
     done
+    # Its mounts stay in it (private propagation). In a chroot "/" is no mount point and unshare cannot
+    # make it private ("cannot change root filesystem propagation"): there the namespace keeps the
+    # propagation it inherits, which leaks nothing when the mount holding the chroot is private (as on
+    # a machine without systemd, where mounts are private unless made shared).
+    local propagation=private
+    mountpoint -q / || propagation=unchanged
     # The namespace lives as long as its daemons; sshd is started last and names it (ns_pid).
-    unshare --mount --uts --propagation private -- bash -c "
+    unshare --mount --uts --propagation "$propagation" -- bash -c "
         exec 7>&-
         set -e
         $binds true
