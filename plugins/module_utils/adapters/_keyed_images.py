@@ -65,7 +65,7 @@ def chain_spec(path, infos, secret_id=SECRET_ID, backing=True):
             node['encrypt'] = {'format': 'luks', 'key-secret': secret_id}
         if spec is not None:
             node['backing'] = spec
-        elif fmt == 'qcow2' and info.backing_file:
+        elif backing and fmt == 'qcow2' and info.backing_file:
             raise QemuImgFailed('the backing chain of %s stops at %s, which names a backing file %s'
                                 % (path, filename, info.backing_file))
         spec = node
@@ -176,12 +176,12 @@ class KeyedQemuImg(object):
     def rebase(self, path, backing, backing_format, fmt='qcow2', unsafe=False):
         """QemuImg.rebase on a chain with LUKS layers: `path` keeps what a guest sees (unsafe=True:
         only its header changes) while its backing becomes `backing` (or none)."""
-        infos = self.qemu_img.chain(path, fmt)
+        # the header only: the image opened alone (its backing, which may be gone, is not read)
+        alone = spec_name(chain_spec(path, [self.qemu_img.info(path, fmt)], backing=False))
         if unsafe:
-            # the header only: the image opened alone (its backing, which may be gone, is not read)
-            self.run('rebase', '-q', '-u', '-F', backing_format or 'raw', '-b', backing or '',
-                     spec_name(chain_spec(path, infos, backing=False)))
+            self.run(*(['rebase', '-q', '-u'] + (['-F', backing_format] if backing else []) + ['-b', backing or '', alone]))
             return
+        infos = self.qemu_img.chain(path, fmt)
         source = spec_name(chain_spec(path, infos))
         new = self.qemu_img.chain(backing, backing_format) if backing else []
         if not any(image_encrypted(i) for i in new):
@@ -191,8 +191,7 @@ class KeyedQemuImg(object):
         # in it needs the whole keyed chain as a json: name; that name lands in the header and is
         # replaced by the plain path at once (header only: both name the same chain).
         self.run('rebase', '-q', '-F', backing_format, '-b', spec_name(chain_spec(backing, new)), source)
-        self.run('rebase', '-q', '-u', '-F', backing_format, '-b', backing,
-                 spec_name(chain_spec(path, infos, backing=False)))
+        self.run('rebase', '-q', '-u', '-F', backing_format, '-b', backing, alone)
 
     def commit(self, top, base, fmt='qcow2', rate=None):
         """QemuImg.commit on a chain with LUKS layers: `base` shows what `top` shows, `top` is left as it was.

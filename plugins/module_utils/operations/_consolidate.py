@@ -44,7 +44,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc impo
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import Step, block, concurrent, rounds, run_steps
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._tiers import move_layer, plan_moves
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import (
-    describe_persistent, keeps_encrypted, open_chains)
+    describe_persistent, encrypted_parts, keeps_encrypted, open_chains)
 
 METHODS = ('commit', 'pull', 'auto')
 
@@ -202,8 +202,8 @@ def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=8
     extra = dict(merged=[op.describe() for op in ops], chains=reports, left_behind=[])
 
     def apply():
-        if crypt is not None:
-            crypt.activate()
+        if crypt is not None and encrypted_parts(m, tree, dom):
+            crypt.activate()        # the secret the described chains name (gone after a libvirtd restart)
         files = needed_files(m.view, m.all_tops(tree))
         used_before = _usage(files)
         for batch in rounds(ops):      # the disks' jobs at once, each disk's in order

@@ -226,3 +226,7 @@ def test_keyed_rebase_commit_and_rewrite_keep_what_the_chain_shows(luks_chain, t
         keyed.rewrite_layer(l3, dest + '2', l1, 'qcow2', compression='zstd')
     keyed.repair_leaks(dest)
     assert keyed.info(l3).backing_file == l1          # what needs no key is the plain runner's
+    # a header-only rebase of an image whose backing is gone (a moved file found again)
+    os.rename(l1, l1 + '.moved')
+    keyed.rebase(dest, l1 + '.moved', 'qcow2', unsafe=True)
+    assert keyed.qemu_img.info(dest).backing_file == l1 + '.moved' and _pattern(keyed, dest, 0, 0x11)
