@@ -126,3 +126,12 @@ def flip_luks_data_byte(path, key_file):
         f.seek(at)
         f.write(bytes([byte[0] ^ 0xff]))
         os.fsync(f.fileno())
+
+
+BOOT_TIMEOUT = 180      # QEMU unlocks every LUKS layer of a chain when it starts (about iter-time each)
+
+
+def boot(guest):
+    """Start the guest on its (encrypted) chain and wait for it, longer than for a clear one."""
+    guest.dom.create()
+    guest.wait_ready(timeout=BOOT_TIMEOUT)

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import secret_uuid
-from encrypted import (TOKEN, assert_clean, assert_not_in_clear, flip_luks_data_byte, leak_luks_clusters, secret_arg, sha256, spec,
+from encrypted import (BOOT_TIMEOUT, TOKEN, assert_clean, assert_not_in_clear, boot, flip_luks_data_byte, leak_luks_clusters, secret_arg, sha256, spec,
                        store_bytes)
 from testbed import assert_markers, guest_task, run_tasks, write_markers
 
@@ -106,12 +106,12 @@ def test_consolidation_of_an_encrypted_chain_live_and_offline(crypt_guest, keys)
     assert chain_of(vm_top) == [(vm_top, True), (guest.disks['vda'], False)]
     assert_clean(vm_top, good)
     assert_not_in_clear(guest, ['step2-vda', 'step3-vda', 'step4-vda'])
-    guest.start()
+    boot(guest)
     assert_markers(guest, 4, last=5)
 
     # the restore points the pulls kept: s2 still shows its own state
     ok(guest_task(SNAP, guest, name='s2', state='reverted', after='running', key_file=good))
-    guest.wait_ready()
+    guest.wait_ready(timeout=BOOT_TIMEOUT)
     assert_markers(guest, 2, last=5)
 
 
@@ -150,7 +150,7 @@ def test_optimize_and_move_encrypted_layers(crypt_guest, keys):
     assert [f.startswith(fast) for f, _e in chain_of(vm_top)] == [False, True, True, False]
     assert_clean(vm_top, good)
     assert_not_in_clear(guest, ['step2-vda', 'step3-vda', 'step4-vda'], also=[f for f, _e in chain_of(vm_top)[1:3]])
-    guest.start()
+    boot(guest)
     assert_markers(guest, 4, last=5)                # booted from the definition the move left
 
 
@@ -176,7 +176,7 @@ def test_offline_delete_then_the_secret_goes(crypt_guest, keys, conn):
     assert info['backing-filename'] == o1               # a plain path, not the json: name the rebase used
     assert_clean(vm_top, good)
     assert_not_in_clear(guest, ['step2-vda', 'step3-vda', 'step4-vda'])
-    guest.start()
+    boot(guest)
     assert_markers(guest, 4, last=5)
 
     # back on the clear c0, and every encrypted snapshot deleted: the secret and the key verifier go
@@ -189,7 +189,7 @@ def test_offline_delete_then_the_secret_goes(crypt_guest, keys, conn):
         ok(result)
     assert uid not in [s.UUIDString() for s in conn.listAllSecrets()]
     assert not os.path.exists(os.path.join(guest.storage_dir, guest.name, 'encryption.json'))
-    guest.wait_ready()
+    guest.wait_ready(timeout=BOOT_TIMEOUT)
     assert_markers(guest, 1, last=5)
 
 
@@ -227,5 +227,5 @@ def test_repair_of_an_encrypted_layer(crypt_guest, keys, tmp_path):
     assert any('identical copy' in r for s in restored['snapshots'] for r in s['repairs'])
     assert store_bytes(guest)[o1] == sha256(os.path.join(backup, os.path.basename(o1)))
     assert_not_in_clear(guest, ['step2-vda', 'step3-vda'])
-    guest.start()
+    boot(guest)
     assert_markers(guest, 3, last=4)

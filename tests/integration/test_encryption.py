@@ -19,7 +19,7 @@ from lxml import etree
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import decode, describe
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import secret_uuid
 from encrypted import KEY, contains, decrypted, flip_luks_data_byte
-from testbed import assert_markers, assert_ram_restored, guest_task, run_task, ticks_around, write_markers
+from testbed import assert_markers, assert_ram_restored, guest_task, run_task, run_tasks, ticks_around, write_markers
 
 MODULE = 'nova.snapshots.nova_snapshot'
 
@@ -28,18 +28,31 @@ def task(guest, **args):
     return guest_task(MODULE, guest, **args)
 
 
-def ok(guest, **args):
-    result = task(guest, **args)
+def succeeded(result):
     assert not result.get('failed'), result.get('msg')
     assert KEY.strip().decode() not in json.dumps(result)         # the key never reaches a result
     return result
 
 
-def fails(guest, **args):
-    result = task(guest, **args)
+def failed(result):
     assert result.get('failed') is True, result
     assert KEY.strip().decode() not in json.dumps(result)
     return result['msg']
+
+
+def ok(guest, **args):
+    return succeeded(task(guest, **args))
+
+
+def fails(guest, **args):
+    return failed(task(guest, **args))
+
+
+def batch(guest, *steps):
+    """Results of nova_snapshot tasks [(args, check mode)] on `guest`, run in one ansible-playbook run
+    (one start-up for tasks that need nothing from the guest in between)."""
+    return run_tasks(guest.dir, [(MODULE, dict(dict(domain=guest.name, storage_dir=guest.storage_dir), **args), check)
+                                 for args, check in steps])
 
 
 def names(guest):
@@ -80,14 +93,18 @@ def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
     shm_before = set(glob.glob('/dev/shm/nova-mem-*'))
 
     # refused before anything changes: a key file others can read; encrypt without a key; internal
-    msg = fails(guest, name='s1', snapshot_type='memory', encrypt=True, key_file=world)
+    # and check mode: planned, key checked, nothing written (no key verifier, no libvirt secret)
+    world_readable, no_key, internal, planned = batch(
+        guest, (dict(name='s1', snapshot_type='memory', encrypt=True, key_file=world), False),
+        (dict(name='s1', snapshot_type='memory', encrypt=True), False),
+        (dict(name='s1', snapshot_type='internal', encrypt=True, key_file=good), False),
+        (dict(name='s1', snapshot_type='memory', encrypt=True, key_file=good), True))
+    msg = failed(world_readable)
     assert world in msg and '0644' in msg and 'group or others' in msg
-    assert 'key_file' in fails(guest, name='s1', snapshot_type='memory', encrypt=True)
-    assert 'internal snapshot' in fails(guest, name='s1', snapshot_type='internal', encrypt=True, key_file=good)
+    assert 'key_file' in failed(no_key)
+    assert 'internal snapshot' in failed(internal)
     assert names(guest) == []
-
-    # check mode: planned, key checked, nothing written (no key verifier, no libvirt secret)
-    planned = ok(guest, check=True, name='s1', snapshot_type='memory', encrypt=True, key_file=good)
+    succeeded(planned)
     assert planned['changed'] is True and planned['diff']['after']['encrypted'] is True
     assert not os.path.exists(os.path.join(guest.storage_dir, guest.name, 'encryption.json'))
     assert secret_uuid(guest.dom.UUIDString()) not in [s.UUIDString() for s in guest.conn.listAllSecrets()]
@@ -139,8 +156,9 @@ def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
     assert export['failed'] is True and 'needs key_file' in export['msg'] and not (tmp_path / 'out').exists()
 
     # revert: without the key, or with the wrong one, nothing changes
-    assert 'needs key_file' in fails(guest, name='s1', state='reverted')
-    assert 'wrong key' in fails(guest, name='s1', state='reverted', key_file=wrong)
+    no_key, wrong_key = batch(guest, (dict(name='s1', state='reverted'), False),
+                              (dict(name='s1', state='reverted', key_file=wrong), False))
+    assert 'needs key_file' in failed(no_key) and 'wrong key' in failed(wrong_key)
     assert_markers(guest, 3)
     offset = len(guest.console())
     assert ok(guest, name='s1', state='reverted', key_file=good)['changed'] is True
@@ -223,15 +241,14 @@ def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
 
     # without the key, or with the wrong one: refused, nothing read or written
     before = store_files(guest)
-    for args, words in ((dict(), 'needs key_file'), (dict(key_file=wrong), 'wrong key')):
-        result = guest_task(VERIFY, guest, **args)
-        assert result['failed'] is True and words in result['msg'], result['msg']
-        assert KEY.strip().decode() not in json.dumps(result)
+    mine = dict(domain=guest.name, storage_dir=guest.storage_dir)
+    refusals = run_tasks(guest.dir, [(VERIFY, dict(mine), False), (VERIFY, dict(mine, key_file=wrong), False),
+                                     (VERIFY, dict(mine, state='repaired'), False)])   # a repair reads and writes LUKS layers
+    for result, words in zip(refusals, ('needs key_file', 'wrong key', 'needs key_file')):
+        assert words in failed(result), result['msg']
     assert store_files(guest) == before
-    repair = guest_task(VERIFY, guest, state='repaired')          # a repair reads and writes LUKS layers
-    assert repair['failed'] is True and 'needs key_file' in repair['msg'] and store_files(guest) == before
 
-    first = guest_task(VERIFY, guest, key_file=good)
+    first, again = run_tasks(guest.dir, [(VERIFY, dict(mine, key_file=good), False)] * 2)
     assert not first.get('failed'), first.get('msg')
     assert KEY.strip().decode() not in json.dumps(first)
     got = dict((s['name'], s) for s in first['snapshots'])
@@ -239,7 +256,6 @@ def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
     assert [(c['file'], c['verdict']) for c in got[v2name]['checksums']] == [(layer, 'match')]
     assert got['v1']['status'] == 'unverified'                                   # the clear base: first sight
     assert not [p for s in first['snapshots'] for p in s['problems']]
-    again = guest_task(VERIFY, guest, key_file=good)
     assert again['changed'] is False and [s['status'] for s in again['snapshots']] == ['ok', 'ok']
 
     # export: the bundle's disk is LUKS with the same key; no marker in any of the bundle's files read raw,
