@@ -87,7 +87,8 @@ options:
       - With O(state=enforced), encrypt the snapshots the run takes, as
         O(nova.snapshots.nova_snapshot#module:encrypt) does (needs O(key_file)). A domain whose disks
         are already encrypted gets encrypted snapshots whatever O(encrypt) says, and needs O(key_file).
-      - Prunes (deletes) of encrypted snapshots need O(key_file) too.
+      - Prunes (deletes) of encrypted snapshots need O(key_file) too, and so does O(auto_consolidate) on
+        an encrypted domain.
     type: bool
     default: false
   memory_compression:

@@ -39,6 +39,14 @@ description:
     a tier), a block job running, and the guest's disk settings (cache, io, discard, bus). Each finding
     comes with its fix, such as "Snapshot chain length exceeds recommended limit".
   - C(reported), C(validated) and C(diagnosed) read only; running VMs are read with shared locks.
+  - On a domain with encrypted snapshots (see C(docs/encryption.md)), every state needs O(key_file)
+    (C(qemu-img map) and C(check) open each LUKS layer with it). Block jobs run in QEMU, which has the domain's secret;
+    C(qemu-img) opens every LUKS layer with the key. Encrypted data is never written in clear. A merge
+    that would copy a LUKS layer into a clear image takes the other direction. If neither direction
+    works, the run is left and the chain's C(reason) says why; with an explicit O(method), the task is
+    refused instead. A rewritten (optimized) LUKS layer is LUKS again with the same key, sparsified but
+    never compressed (qcow2 cannot compress encrypted clusters). A tier move copies a LUKS file byte
+    for byte.
 options:
   domain:
     description: Name of the libvirt domain (VM).
@@ -107,6 +115,7 @@ extends_documentation_fragment:
   - nova.snapshots.common.store
   - nova.snapshots.audit
   - nova.snapshots.block_jobs
+  - nova.snapshots.encryption
 attributes:
   check_mode:
     support: full
@@ -173,6 +182,13 @@ EXAMPLES = r'''
     state: optimized
     compression: zstd
   register: optimized
+
+- name: Consolidate a domain whose snapshots are encrypted
+  nova.snapshots.nova_chain:
+    domain: web-server
+    state: consolidated
+    max_chain_length: 3
+    key_file: /secure/keys/snapshot.key
 '''
 
 RETURN = r'''
@@ -322,11 +338,15 @@ from ansible_collections.nova.snapshots.plugins.module_utils._common import argu
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._chain_health import chain_report
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._consolidate import chain_change
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._diagnose import diagnose
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import KEY_SPEC, open_chains
 
 
 def task(module, hypervisor):
     p = module.params
     manager = snapshot_manager(module, hypervisor)
+    if p['state'] in ('reported', 'validated', 'diagnosed'):
+        # qemu-img map and check open every layer: an encrypted domain's with the key, refused without it
+        open_chains(manager, p['key_file'], manager.load(write=False)[0], 'reading its chains')
     if p['state'] in ('reported', 'validated'):
         return chain_report(manager, p['disks'], p['state'] == 'validated', p['max_chain_length'], warn=module.warn)
     if p['state'] == 'diagnosed':
@@ -336,7 +356,7 @@ def task(module, hypervisor):
         return result
     return chain_change(manager, module.check_mode, p['state'], p['disks'], p['max_chain_length'],
                         p['consolidate_threshold'], p['method'], p['active_storage'], p['archive_storage'],
-                        p['compression'], p['sparsify'])
+                        p['compression'], p['sparsify'], p['key_file'])
 
 
 def main():
@@ -356,6 +376,7 @@ def main():
             job_timeout=dict(type='int', default=600),
             io_limit=dict(type='int'),
             parallel_disks=dict(type='bool', default=False),
+            **KEY_SPEC
         ),
         supports_check_mode=True,
     )

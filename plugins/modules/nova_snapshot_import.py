@@ -25,6 +25,8 @@ description:
     imported as LUKS-encrypted qcow2 images with the same key (never written in clear), and the new
     domain opens them through a private, ephemeral libvirt secret defined from O(key_file); after a
     libvirtd restart, run any M(nova.snapshots.nova_snapshot) task with O(key_file) on it before starting it by hand.
+    The key's verifier (a password hash, never the key) is written to the new domain's store in
+    O(storage_dir), so a later task given another key file is refused before anything changes.
 options:
   src:
     description:
@@ -57,6 +59,7 @@ options:
   storage_dir:
     description:
       - The collection's store directory; the import's line goes to its audit trail C(<storage_dir>/audit.log).
+      - An encrypted bundle's key verifier goes to the new domain's store there (C(<storage_dir>/<domain>/encryption.json)).
     type: path
     default: /var/lib/nova/snapshots
     version_added: 1.0.0
@@ -152,6 +155,11 @@ memory_restored:
   description: Whether it resumed from the bundle's RAM state.
   returned: always
   type: bool
+key_verifier:
+  description: Where the key's verifier of an imported encrypted bundle was written (no key, a password hash of it).
+  returned: when an encrypted bundle was imported
+  type: str
+  sample: /var/lib/nova/snapshots/web-server-copy/encryption.json
 seconds:
   description: Seconds the import took.
   returned: always
@@ -203,7 +211,8 @@ def main():
     def action(hypervisor):
         return Importer(hypervisor, QemuImg(module.run_command)).run(
             module.check_mode, p['src'], p['domain'], storage_pool=p['storage_pool'], dest_dir=p['dest_dir'],
-            start=p['start'], network=p['network'], force=p['force'], key_file=p['key_file'])
+            start=p['start'], network=p['network'], force=p['force'], key_file=p['key_file'],
+            storage_dir=p['storage_dir'])
 
     run_module(module, action)
 

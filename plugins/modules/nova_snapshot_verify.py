@@ -28,7 +28,11 @@ description:
   - Encrypted snapshots (see C(docs/encryption.md)) are verified with O(key_file) - their checksums
     are of the files' bytes (no key needed), while C(qemu-img check) opens each LUKS layer with the
     key. Without O(key_file) a domain with encrypted snapshots or disks is refused, as is a wrong key,
-    before anything is read or written. O(state=repaired) refuses encrypted domains (not built yet).
+    before anything is read or written. O(state=repaired) on an encrypted domain needs O(key_file) too: a
+    leak repair rewrites a LUKS layer's copy with the key, a moved layer's images are rebased with it, a
+    recreated snapshot's overlays are LUKS-encrypted with the same key, and a layer restored from an
+    identical copy is its bytes (ciphertext). Rebuilding a LUKS layer from an export bundle is not
+    done yet (noted in C(repairs)).
   - The C(nova.snapshots.snapshot_verification) role runs it on a schedule (systemd timer or cron) and
     writes the metrics file.
 options:
@@ -144,6 +148,13 @@ EXAMPLES = r'''
     state: repaired
     search_paths: [/srv/images]
     recreate: from_parent
+
+- name: Repair an encrypted domain's snapshots (LUKS layers opened and written with the key)
+  nova.snapshots.nova_snapshot_verify:
+    domain: web-server
+    state: repaired
+    key_file: /secure/keys/snapshot.key
+    search_paths: [/srv/backup/web-server]
 '''
 
 RETURN = r'''

@@ -58,3 +58,27 @@ def run_module(ansible_module):
     def run(module, **args):
         return dict(getattr(ansible_module, module)(**args))['localhost']
     return run
+
+
+@pytest.fixture
+def keys(tmp_path):
+    """(good, wrong, world-readable) key files for encrypted snapshots (tests/integration/encrypted.py)."""
+    from encrypted import KEY
+    good, wrong, open_ = tmp_path / 'good.key', tmp_path / 'wrong.key', tmp_path / 'open.key'
+    for path, data, mode in ((good, KEY, 0o400), (wrong, b'not the key\n', 0o600), (open_, KEY, 0o644)):
+        path.write_bytes(data)
+        os.chmod(path, mode)
+    return str(good), str(wrong), str(open_)
+
+
+@pytest.fixture
+def crypt_guest(make_guest, conn):
+    """A running one-disk test guest whose libvirt secret (if a test made one) goes with it."""
+    # imported here: this file is imported before pytest-ansible sets up the collection loader
+    from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import secret_uuid
+    guest = make_guest(disks=1)
+    yield guest
+    try:
+        conn.secretLookupByUUIDString(secret_uuid(guest.dom.UUIDString())).undefine()
+    except libvirt.libvirtError:
+        pass

@@ -11,46 +11,52 @@ from __future__ import annotations
 import glob
 import json
 import os
-import struct
 import subprocess
 
 import libvirt
-import pytest
 from lxml import etree
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import decode, describe
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import secret_uuid
-from testbed import assert_markers, assert_ram_restored, guest_task, run_task, ticks_around, write_markers
+from encrypted import KEY, contains, decrypted, flip_luks_data_byte
+from testbed import assert_markers, assert_ram_restored, guest_task, run_task, run_tasks, ticks_around, write_markers
 
 MODULE = 'nova.snapshots.nova_snapshot'
-KEY = b'nova-test passphrase 7f3a9c\n'
 
 
 def task(guest, **args):
     return guest_task(MODULE, guest, **args)
 
 
-def ok(guest, **args):
-    result = task(guest, **args)
+def succeeded(result):
     assert not result.get('failed'), result.get('msg')
     assert KEY.strip().decode() not in json.dumps(result)         # the key never reaches a result
     return result
 
 
-def fails(guest, **args):
-    result = task(guest, **args)
+def failed(result):
     assert result.get('failed') is True, result
     assert KEY.strip().decode() not in json.dumps(result)
     return result['msg']
 
 
+def ok(guest, **args):
+    return succeeded(task(guest, **args))
+
+
+def fails(guest, **args):
+    return failed(task(guest, **args))
+
+
+def batch(guest, *steps):
+    """Results of nova_snapshot tasks [(args, check mode)] on `guest`, run in one ansible-playbook run
+    (one start-up for tasks that need nothing from the guest in between)."""
+    return run_tasks(guest.dir, [(MODULE, dict(dict(domain=guest.name, storage_dir=guest.storage_dir), **args), check)
+                                 for args, check in steps])
+
+
 def names(guest):
     return sorted(s.getName() for s in guest.dom.listAllSnapshots())
-
-
-def contains(path, token):
-    """grep on the raw bytes of a file on the host."""
-    return subprocess.run(['grep', '-c', '-a', '-F', token, path], capture_output=True, check=False).returncode == 0
 
 
 def snapshot_files(record):
@@ -80,25 +86,6 @@ def clear_ram_left(guest, before):
     return left
 
 
-@pytest.fixture
-def keys(tmp_path):
-    good, wrong, open_ = tmp_path / 'good.key', tmp_path / 'wrong.key', tmp_path / 'open.key'
-    for path, data, mode in ((good, KEY, 0o400), (wrong, b'not the key\n', 0o600), (open_, KEY, 0o644)):
-        path.write_bytes(data)
-        os.chmod(path, mode)
-    return str(good), str(wrong), str(open_)
-
-
-@pytest.fixture
-def crypt_guest(make_guest, conn):
-    guest = make_guest(disks=1)
-    yield guest
-    try:
-        conn.secretLookupByUUIDString(secret_uuid(guest.dom.UUIDString())).undefine()
-    except libvirt.libvirtError:
-        pass
-
-
 def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
     guest, (good, wrong, world) = crypt_guest, keys
     write_markers(guest, 1)
@@ -106,14 +93,18 @@ def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
     shm_before = set(glob.glob('/dev/shm/nova-mem-*'))
 
     # refused before anything changes: a key file others can read; encrypt without a key; internal
-    msg = fails(guest, name='s1', snapshot_type='memory', encrypt=True, key_file=world)
+    # and check mode: planned, key checked, nothing written (no key verifier, no libvirt secret)
+    world_readable, no_key, internal, planned = batch(
+        guest, (dict(name='s1', snapshot_type='memory', encrypt=True, key_file=world), False),
+        (dict(name='s1', snapshot_type='memory', encrypt=True), False),
+        (dict(name='s1', snapshot_type='internal', encrypt=True, key_file=good), False),
+        (dict(name='s1', snapshot_type='memory', encrypt=True, key_file=good), True))
+    msg = failed(world_readable)
     assert world in msg and '0644' in msg and 'group or others' in msg
-    assert 'key_file' in fails(guest, name='s1', snapshot_type='memory', encrypt=True)
-    assert 'internal snapshot' in fails(guest, name='s1', snapshot_type='internal', encrypt=True, key_file=good)
+    assert 'key_file' in failed(no_key)
+    assert 'internal snapshot' in failed(internal)
     assert names(guest) == []
-
-    # check mode: planned, key checked, nothing written (no key verifier, no libvirt secret)
-    planned = ok(guest, check=True, name='s1', snapshot_type='memory', encrypt=True, key_file=good)
+    succeeded(planned)
     assert planned['changed'] is True and planned['diff']['after']['encrypted'] is True
     assert not os.path.exists(os.path.join(guest.storage_dir, guest.name, 'encryption.json'))
     assert secret_uuid(guest.dom.UUIDString()) not in [s.UUIDString() for s in guest.conn.listAllSecrets()]
@@ -165,8 +156,9 @@ def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
     assert export['failed'] is True and 'needs key_file' in export['msg'] and not (tmp_path / 'out').exists()
 
     # revert: without the key, or with the wrong one, nothing changes
-    assert 'needs key_file' in fails(guest, name='s1', state='reverted')
-    assert 'wrong key' in fails(guest, name='s1', state='reverted', key_file=wrong)
+    no_key, wrong_key = batch(guest, (dict(name='s1', state='reverted'), False),
+                              (dict(name='s1', state='reverted', key_file=wrong), False))
+    assert 'needs key_file' in failed(no_key) and 'wrong key' in failed(wrong_key)
     assert_markers(guest, 3)
     offset = len(guest.console())
     assert ok(guest, name='s1', state='reverted', key_file=good)['changed'] is True
@@ -217,40 +209,6 @@ def store_files(guest):
                 if os.path.isfile(p))
 
 
-def flip_luks_data_byte(path, key_file):
-    """Invert one byte inside a data cluster the LUKS layer `path` holds itself (ciphertext). qemu-img
-    map gives no host offset for encrypted clusters, so the qcow2 L1/L2 tables are read for it."""
-    spec = {'driver': 'qcow2', 'encrypt': {'key-secret': 'k'}, 'backing': None,
-            'file': {'driver': 'file', 'filename': path}}
-    out = subprocess.run(['qemu-img', 'map', '--output=json', '-U', '--object', 'secret,id=k,file=%s' % key_file,
-                          'json:' + json.dumps(spec)], check=True, capture_output=True, text=True).stdout
-    guest_offset = [e for e in json.loads(out) if e['depth'] == 0 and e.get('data')][0]['start']
-    mask = 0x00fffffffffffe00
-    with open(path, 'r+b') as f:
-        header = f.read(48)
-        cluster = 1 << struct.unpack('>I', header[20:24])[0]
-        l1_offset = struct.unpack('>Q', header[40:48])[0]
-        entries = cluster // 8
-        f.seek(l1_offset + 8 * (guest_offset // (cluster * entries)))
-        l2_offset = struct.unpack('>Q', f.read(8))[0] & mask
-        f.seek(l2_offset + 8 * ((guest_offset // cluster) % entries))
-        at = (struct.unpack('>Q', f.read(8))[0] & mask) + 5
-        assert at > 5
-        f.seek(at)
-        byte = f.read(1)
-        f.seek(at)
-        f.write(bytes([byte[0] ^ 0xff]))
-        os.fsync(f.fileno())
-
-
-def decrypted(path, key_file, dest):
-    """The LUKS qcow2 `path` read with the key, as a raw file `dest` (a temporary clear copy for greps)."""
-    subprocess.run(['qemu-img', 'convert', '--object', 'secret,id=k,file=%s' % key_file, '-O', 'raw',
-                    'json:' + json.dumps({'driver': 'qcow2', 'encrypt': {'key-secret': 'k'},
-                                          'file': {'driver': 'file', 'filename': path}}), dest], check=True)
-    return dest
-
-
 def cleanup_imported(conn, name):
     try:
         dom = conn.lookupByName(name)
@@ -283,15 +241,14 @@ def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
 
     # without the key, or with the wrong one: refused, nothing read or written
     before = store_files(guest)
-    for args, words in ((dict(), 'needs key_file'), (dict(key_file=wrong), 'wrong key')):
-        result = guest_task(VERIFY, guest, **args)
-        assert result['failed'] is True and words in result['msg'], result['msg']
-        assert KEY.strip().decode() not in json.dumps(result)
+    mine = dict(domain=guest.name, storage_dir=guest.storage_dir)
+    refusals = run_tasks(guest.dir, [(VERIFY, dict(mine), False), (VERIFY, dict(mine, key_file=wrong), False),
+                                     (VERIFY, dict(mine, state='repaired'), False)])   # a repair reads and writes LUKS layers
+    for result, words in zip(refusals, ('needs key_file', 'wrong key', 'needs key_file')):
+        assert words in failed(result), result['msg']
     assert store_files(guest) == before
-    repair = guest_task(VERIFY, guest, state='repaired', key_file=good)
-    assert repair['failed'] is True and 'encrypted' in repair['msg'] and store_files(guest) == before
 
-    first = guest_task(VERIFY, guest, key_file=good)
+    first, again = run_tasks(guest.dir, [(VERIFY, dict(mine, key_file=good), False)] * 2)
     assert not first.get('failed'), first.get('msg')
     assert KEY.strip().decode() not in json.dumps(first)
     got = dict((s['name'], s) for s in first['snapshots'])
@@ -299,7 +256,6 @@ def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
     assert [(c['file'], c['verdict']) for c in got[v2name]['checksums']] == [(layer, 'match')]
     assert got['v1']['status'] == 'unverified'                                   # the clear base: first sight
     assert not [p for s in first['snapshots'] for p in s['problems']]
-    again = guest_task(VERIFY, guest, key_file=good)
     assert again['changed'] is False and [s['status'] for s in again['snapshots']] == ['ok', 'ok']
 
     # export: the bundle's disk is LUKS with the same key; no marker in any of the bundle's files read raw,
@@ -337,10 +293,23 @@ def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
         assert refused['failed'] is True and 'needs key_file' in refused['msg'] and not os.path.exists(dest_dir)
         refused = run_task(IMPORT, dict(src=[bundle], domain=imported, dest_dir=dest_dir, key_file=wrong))
         assert refused['failed'] is True and 'wrong key' in refused['msg'] and not os.path.exists(dest_dir)
-        done = run_task(IMPORT, dict(src=[bundle], domain=imported, dest_dir=dest_dir, key_file=good))
+        done = run_task(IMPORT, dict(src=[bundle], domain=imported, dest_dir=dest_dir, key_file=good,
+                                     storage_dir=guest.storage_dir))
         assert not done.get('failed'), done.get('msg')
         assert KEY.strip().decode() not in json.dumps(done)
         path = done['disks'][0]['path']
+        # the new domain's store holds the key's verifier (not the key): a later task with another key is
+        # refused before anything changes
+        verifier = os.path.join(guest.storage_dir, imported, 'encryption.json')
+        assert done['key_verifier'] == verifier and not contains(verifier, KEY.strip().decode())
+        with open(path, 'rb') as f:
+            disk_before = f.read()
+        refused = run_task(MODULE, dict(domain=imported, storage_dir=guest.storage_dir, name='later',
+                                        snapshot_type='disk_only', key_file=wrong))
+        assert refused['failed'] is True and 'wrong key' in refused['msg'], refused['msg']
+        with open(path, 'rb') as f:
+            assert f.read() == disk_before
+        assert sorted(os.listdir(os.path.dirname(verifier))) == ['encryption.json']
         assert not contains(path, 'step1-vda') and not contains(path, 'step2-vda')
         assert contains(decrypted(path, good, str(tmp_path / 'imported.raw')), 'step2-vda')
         dom = guest.conn.lookupByName(imported)

@@ -65,7 +65,7 @@ def chain_spec(path, infos, secret_id=SECRET_ID, backing=True):
             node['encrypt'] = {'format': 'luks', 'key-secret': secret_id}
         if spec is not None:
             node['backing'] = spec
-        elif fmt == 'qcow2' and info.backing_file:
+        elif backing and fmt == 'qcow2' and info.backing_file:
             raise QemuImgFailed('the backing chain of %s stops at %s, which names a backing file %s'
                                 % (path, filename, info.backing_file))
         spec = node
@@ -129,7 +129,9 @@ class KeyedQemuImg(object):
                                                           self.name(path, fmt, backing)))]
 
     def compare(self, spec_a, spec_b):
-        """True when the disks the json: specs show are byte for byte equal."""
+        """True when the disks the json: specs (or images, opened through their chains) show are byte
+        for byte equal."""
+        spec_a, spec_b = [s if isinstance(s, dict) else self.spec(s) for s in (spec_a, spec_b)]
         rc, out, err = self.qemu_img.run_status('compare', '--object', secret_object(self.key_file), '-q', '-U',
                                                 spec_name(spec_a), spec_name(spec_b))
         if rc in (0, 1):
@@ -157,3 +159,89 @@ class KeyedQemuImg(object):
             write_key_slot(lambda: self.run(*command), dest)
         else:
             self.run(*command)
+
+    # -- the calls of QemuImg that chain operations make (consolidation, delete, tier moves,
+    # optimization, repair), with the same signatures, so an operation given a key works through
+    # this object as it does through the plain runner. What needs no key is the plain runner's.
+    def __getattr__(self, name):
+        if name == 'qemu_img':
+            raise AttributeError(name)      # not set yet (a copy being made): no recursion
+        return getattr(self.qemu_img, name)
+
+    def measure_layer(self, path, fmt='qcow2', out_fmt='qcow2'):
+        """Bytes a new image holding only `path`'s own data needs (plus a LUKS header's room)."""
+        out = self.run('measure', '-U', '--output=json', '-O', out_fmt, self.name(path, fmt, backing=False))
+        return json.loads(out)['required'] + LUKS_HEADER_BYTES
+
+    def rebase(self, path, backing, backing_format, fmt='qcow2', unsafe=False):
+        """QemuImg.rebase on a chain with LUKS layers: `path` keeps what a guest sees (unsafe=True:
+        only its header changes) while its backing becomes `backing` (or none)."""
+        # the header only: the image opened alone (its backing, which may be gone, is not read)
+        alone = spec_name(chain_spec(path, [self.qemu_img.info(path, fmt)], backing=False))
+        if unsafe:
+            self.run(*(['rebase', '-q', '-u'] + (['-F', backing_format] if backing else []) + ['-b', backing or '', alone]))
+            return
+        infos = self.qemu_img.chain(path, fmt)
+        source = spec_name(chain_spec(path, infos))
+        new = self.qemu_img.chain(backing, backing_format) if backing else []
+        if not any(image_encrypted(i) for i in new):
+            self.run(*(['rebase', '-q'] + (['-F', backing_format] if backing else []) + ['-b', backing or '', source]))
+            return
+        # qemu-img opens the new backing by the name -b gives, with its format only, so a LUKS layer
+        # in it needs the whole keyed chain as a json: name; that name lands in the header and is
+        # replaced by the plain path at once (header only: both name the same chain).
+        self.run('rebase', '-q', '-F', backing_format, '-b', spec_name(chain_spec(backing, new)), source)
+        self.run('rebase', '-q', '-u', '-F', backing_format, '-b', backing, alone)
+
+    def commit(self, top, base, fmt='qcow2', rate=None):
+        """QemuImg.commit on a chain with LUKS layers: `base` shows what `top` shows, `top` is left as it was.
+
+        `qemu-img commit -b` cannot find an image by its name in a json: chain, so the layers are
+        committed one at a time, each into the image below it, down to `base`: the images between
+        are written too (the callers merge those away)."""
+        infos = self.qemu_img.chain(top, fmt)
+        names = [os.path.realpath(top)] + [os.path.realpath(i.backing_file) for i in infos[:-1] if i.backing_file]
+        if os.path.realpath(base) not in names[1:]:
+            raise QemuImgFailed('%s is not below %s in its backing chain' % (base, top))
+        depth = names.index(os.path.realpath(base))
+        if not any(image_encrypted(i) for i in infos[:depth + 1]):
+            return self.qemu_img.commit(top, base, fmt, rate)
+        for k in range(depth):
+            args = ['commit', '-q', '-d'] + (['-r', int(rate)] if rate else [])
+            self.run(*(args + [spec_name(chain_spec(names[k], infos[k:]))]))
+        return None
+
+    def rewrite_layer(self, path, dest, backing, backing_format, compression=None, rate=None):
+        """QemuImg.rewrite_layer on a chain with LUKS layers: a new image `dest` with `path`'s own data
+        on the same backing, LUKS-encrypted (same key) when `path` is; zeros dropped. An encrypted
+        layer is not compressed: qcow2 cannot compress encrypted clusters."""
+        infos = self.qemu_img.chain(path, 'qcow2')
+        if not any(image_encrypted(i) for i in infos):
+            return self.qemu_img.rewrite_layer(path, dest, backing, backing_format, compression, rate)
+        encrypted = image_encrypted(infos[0])
+        if compression and encrypted:
+            raise QemuImgFailed('%s is encrypted: qcow2 cannot compress its clusters' % path)
+        if not backing:
+            return self.convert(chain_spec(path, infos), dest, encrypt=encrypted, rate=rate)
+        # qemu-img convert would open the new image through its (encrypted) backing without the key,
+        # so `dest` is made first, then filled (-n) through options that key every LUKS layer under it
+        create = ['create', '-q', '-u', '-f', 'qcow2', '-F', backing_format, '-b', backing]
+        if encrypted:
+            create += ['-o', 'encrypt.format=luks,encrypt.key-secret=%s,encrypt.iter-time=%d' % (SECRET_ID, ITER_TIME_MS)]
+        elif compression:
+            create += ['-o', 'compression_type=%s' % compression]
+        old = os.umask(0o077)       # private from the start
+        try:
+            write_key_slot(lambda: self.run(*(create + [dest, str(infos[0].virtual_size)])), dest)
+        finally:
+            os.umask(old)
+        target = ['driver=qcow2', 'file.filename=%s' % os.path.abspath(dest).replace(',', ',,')]
+        target += ['backing.' * depth + 'encrypt.key-secret=%s' % SECRET_ID
+                   for depth, info in enumerate([infos[0] if encrypted else None] + infos[1:]) if info and image_encrypted(info)]
+        self.run(*(['convert', '-q', '-n'] + (['-r', int(rate)] if rate else []) + (['-c'] if compression else []) +
+                   ['-B', backing, spec_name(chain_spec(path, infos)), '--target-image-opts', ','.join(target)]))
+        return None
+
+    def repair_leaks(self, path, fmt='qcow2'):
+        """`qemu-img check -r leaks` of `path`, opened with the key."""
+        self.run('check', '-q', '-r', 'leaks', self.name(path, fmt))

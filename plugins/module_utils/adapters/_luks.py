@@ -65,6 +65,14 @@ def encryption_element(source, secret_uuid):
     return enc
 
 
+def drop_encryption(disk):
+    """The DiskXML `disk`, pointed at a clear image (a revert to a snapshot from before encryption),
+    loses the <encryption> its old image had: QEMU refuses a LUKS option on an image without LUKS."""
+    source = disk.root.find('source')
+    for old in (source.findall('encryption') if source is not None else []):
+        source.remove(old)
+
+
 def disk_encrypted(disk):
     """True when the DiskXML `disk` uses a LUKS-encrypted image."""
     return disk.root.find('source/encryption') is not None

@@ -166,6 +166,10 @@ class QemuImg(object):
             return rc == 0
         raise QemuImgFailed('qemu-img compare %s %s failed (rc=%d): %s' % (a, b, rc, (err or out).strip()))
 
+    def repair_leaks(self, path, fmt='qcow2'):
+        """`qemu-img check -r leaks`: free clusters no table refers to (a copy, never an image in use)."""
+        self.run('check', '-q', '-r', 'leaks', '-f', fmt, path)
+
     def copy_sparse(self, source, dest):
         """Copy the file `source` to `dest` keeping holes, mode and owner (a tier move; not qemu-img:
         the copy must be the same file, byte for byte, header included). `dest` is removed on failure."""

@@ -43,7 +43,8 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksu
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._gc import collect_garbage
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._jobs import Step, block, concurrent, rounds, run_steps
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._tiers import move_layer, plan_moves
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import (
+    describe_persistent, encrypted_parts, keeps_encrypted, open_chains)
 
 METHODS = ('commit', 'pull', 'auto')
 
@@ -108,6 +109,7 @@ class ChainContext(object):
             if len(above) > 1:
                 self.pinned.setdefault(path, 'several chains')
         self._others = None
+        self.kept = {}      # disk -> why runs were left as they are (encrypted data kept encrypted)
 
     def other_domains(self):
         """Images in other domains' chains (a template base shared by many VMs, ...): never written."""
@@ -142,9 +144,12 @@ class ChainContext(object):
         return self.other_domains().get(key)
 
 
-def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=80, method='auto'):
-    """A Plan that shortens the chains of `disks` (default: every writable disk)."""
-    refuse_encrypted(manager, tree, 'consolidation')
+def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=80, method='auto', key_file=None):
+    """A Plan that shortens the chains of `disks` (default: every writable disk).
+
+    Encrypted chains are read and written with `key_file` (QEMU has the secret for block jobs
+    already); a merge never copies a LUKS layer's data into a clear image (_choose)."""
+    crypt = open_chains(manager, key_file, tree, 'consolidation')
     if method not in METHODS:
         raise Refused('method must be one of %s, not %r' % (', '.join(METHODS), method))
     if max_chain_length < 1:
@@ -176,11 +181,15 @@ def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=8
             continue
         merges, chain_after = _merges(ctx, disk.target, chain, method, running)
         ops += merges
+        report['reason'] += ''.join('; %s' % why for why in ctx.kept.pop(disk.target, []))
         if len(chain_after) > max_chain_length:
+            keep_from = len(chain_after) + 1 - max_chain_length
             if ctx.holder(chain_after[0]):
                 report['reason'] += '; %s cannot be rewritten (%s)' % (chain_after[0], ctx.holder(chain_after[0]))
+            elif not keeps_encrypted(m.view, chain_after[1:keep_from], chain_after[0]):
+                report['reason'] += ('; the encrypted layers below %s are not pulled into it: it is not encrypted, and '
+                                     'encrypted data is never written in clear' % chain_after[0])
             else:
-                keep_from = len(chain_after) + 1 - max_chain_length
                 base = chain_after[keep_from] if keep_from < len(chain_after) else None
                 ops.append(Shorten(disk.target, chain_after[0], chain_after[1:keep_from], base))
     _check_space(m, ops)
@@ -193,10 +202,13 @@ def plan_consolidate(manager, tree, disks=None, max_chain_length=10, threshold=8
     extra = dict(merged=[op.describe() for op in ops], chains=reports, left_behind=[])
 
     def apply():
+        if crypt is not None and encrypted_parts(m, tree, dom):
+            crypt.activate()        # the secret the described chains name (gone after a libvirtd restart)
         files = needed_files(m.view, m.all_tops(tree))
         used_before = _usage(files)
         for batch in rounds(ops):      # the disks' jobs at once, each disk's in order
             run_steps([_step(m, tree, op, running) for op in batch], parallel=concurrent(m))
+        describe_persistent(m, crypt)
         collect_garbage(m, tree)
         needed_now = needed_files(m.view, m.all_tops(tree))
         extra['space_saved'] = used_before - _usage(files | needed_now)
@@ -220,7 +232,7 @@ def _merges(ctx, device, chain, method, running):
             j += 1
         upper, run = chain[i - 1], chain[i:j + 1]
         below = chain[j + 1] if j + 1 < len(chain) else None
-        how = _choose(ctx, method, upper, run, i - 1 == 0, running)
+        how = _choose(ctx, device, method, upper, run, i - 1 == 0, running)
         if how is None:
             after += run
         else:
@@ -231,17 +243,31 @@ def _merges(ctx, device, chain, method, running):
     return merges, after
 
 
-def _choose(ctx, method, upper, run, upper_is_top, running):
-    """pull or commit for one run, or None when neither may be done."""
+def _choose(ctx, device, method, upper, run, upper_is_top, running):
+    """pull or commit for one run, or None when neither may be done.
+
+    Encrypted data is never written in clear: a pull that would copy a LUKS layer into a clear
+    `upper`, or a commit into a clear lowest layer, is not chosen; asked for by `method`, refused."""
     if ctx.view.info(upper).snapshots:
         return None          # internal snapshots inside `upper` would not survive either
     can_pull = upper_is_top or not running      # libvirt pulls only into the active image
+    pull_ok, commit_ok = keeps_encrypted(ctx.view, run, upper), keeps_encrypted(ctx.view, [upper] + run[:-1], run[-1])
+    if method != 'auto' and not (pull_ok if method == 'pull' and can_pull else commit_ok):
+        raise Refused('%s: a %s of %s would write encrypted data into the unencrypted %s (encrypted data is '
+                      'never written in clear); use method auto; nothing was changed'
+                      % (device, method if can_pull or method == 'commit' else 'commit', ', '.join(run),
+                         upper if method == 'pull' and can_pull else run[-1]))
+    if not (commit_ok or (pull_ok and can_pull)):
+        ctx.kept.setdefault(device, []).append(
+            '%s not merged: %s would write encrypted data into an unencrypted image' % (
+                ', '.join(run), 'a commit' if not can_pull else 'a pull or a commit'))
+        return None
     if method == 'pull' and can_pull:
         return 'pull'
-    if method == 'commit':
+    if method == 'commit' or not can_pull or not pull_ok:
         return 'commit'
-    if not can_pull:
-        return 'commit'
+    if not commit_ok:
+        return 'pull'
     up = sum(ctx.view.info(p).actual_size or 0 for p in run)
     down = sum(ctx.view.info(p).actual_size or 0 for p in [upper] + run[:-1])
     return 'commit' if down < up else 'pull'
@@ -363,12 +389,13 @@ def settle_block_jobs(manager, disks, check_mode):
 
 
 def plan_chains(manager, tree, disks=None, max_chain_length=10, threshold=80, method='auto',
-                active_storage=None, archive_storage=None):
+                active_storage=None, archive_storage=None, key_file=None):
     """Consolidation, then placement on the storage tiers given (planned again after merging)."""
-    plan = plan_consolidate(manager, tree, disks, max_chain_length, threshold, method)
+    plan = plan_consolidate(manager, tree, disks, max_chain_length, threshold, method, key_file)
     plan.extra['moved'] = []
     if not (active_storage or archive_storage):
         return plan
+    crypt = open_chains(manager, key_file, tree, 'a move between storage tiers')
     moves, skipped = plan_moves(manager, tree, active_storage, archive_storage)
     plan.extra['not_moved'] = skipped
     plan.actions += ['move %s to %s (%s)' % move for move in moves]
@@ -379,6 +406,7 @@ def plan_chains(manager, tree, disks=None, max_chain_length=10, threshold=80, me
             merge()
         for path, tier, _why in plan_moves(manager, tree, active_storage, archive_storage)[0]:
             plan.extra['moved'].append(dict(file=path, to=move_layer(manager, tree, path, tier)))
+        describe_persistent(manager, crypt)
         collect_garbage(manager, tree)
     plan.changed = plan.changed or bool(moves)
     plan.apply = apply
@@ -386,14 +414,14 @@ def plan_chains(manager, tree, disks=None, max_chain_length=10, threshold=80, me
 
 
 def chain_change(manager, check_mode, state, disks=None, max_chain_length=10, threshold=80, method='auto',
-                 active_storage=None, archive_storage=None, compression='none', sparsify=True):
+                 active_storage=None, archive_storage=None, compression='none', sparsify=True, key_file=None):
     """nova_chain's consolidated/optimized task: planned, applied unless in check mode, then reported."""
     if state == 'optimized':
-        result = manager.run(check_mode, lambda tree: plan_optimize(manager, tree, disks, compression, sparsify))
+        result = manager.run(check_mode, lambda tree: plan_optimize(manager, tree, disks, compression, sparsify, key_file))
     else:
         settle_block_jobs(manager, disks, check_mode)
         result = manager.run(check_mode, lambda tree: plan_chains(
-            manager, tree, disks, max_chain_length, threshold, method, active_storage, archive_storage))
+            manager, tree, disks, max_chain_length, threshold, method, active_storage, archive_storage, key_file))
     result.pop('snapshot', None)
     result.pop('adopted', None)
     result.setdefault('space_saved', 0)

@@ -9,7 +9,8 @@
 
 Internal snapshots are deleted by libvirt. For the others the frozen layer is merged into the
 single image above it: block pull when that is the running VM's active image, block commit when
-it is a frozen image the VM reads through, a safe qemu-img rebase offline. The intent is written
+it is a frozen image the VM reads through, a safe qemu-img rebase offline (LUKS layers opened with
+key_file; encrypted data is never merged into a clear image: _encryption.check_merge). The intent is written
 first (tree.deleting), so a delete killed part-way is finished by the next run.
 """
 
@@ -35,8 +36,7 @@ def plan_delete(m, tree, name, children='keep', key_file=None):
     snap = tree.by_name(name)
     if snap is None:
         return Plan(False, before=None, after=None, snapshot=None)
-    if snap.has_overlays:
-        _encryption.crypt_for(m, dict(key_file=key_file), tree, 'deleting a snapshot', dom=m.domain_xml())
+    crypt = _encryption.open_chains(m, key_file, tree, 'deleting a snapshot') if snap.has_overlays else None
     victims = [snap] + (tree.descendants(snap.id) if children == 'delete' else [])
     before = m.describe(tree, snap)
     actions = ['delete snapshot %s of %s' % (s.name, m.domain.name) for s in victims]
@@ -49,6 +49,7 @@ def plan_delete(m, tree, name, children='keep', key_file=None):
         m.store.save(tree)
         for victim in reversed(victims):
             delete_one(m, tree, victim)
+        _encryption.describe_persistent(m, crypt)
         collect_garbage(m, tree)
         _encryption.release_secret(m, tree)
         return before
@@ -156,8 +157,8 @@ def _commit_down(m, upper, frozen, info, tops):
     if not children or not all(m.store.owns(p) for p in [upper] + children):
         return False
     above = m.view.info(upper)
-    if (above.actual_size or 0) >= (info.actual_size or 0) or info.raw.get('encrypted') or above.raw.get('encrypted'):
-        return False        # (encrypted layers never get here offline: _encryption.check_merge refuses them)
+    if (above.actual_size or 0) >= (info.actual_size or 0) or not _encryption.keeps_encrypted(m.view, [upper], frozen):
+        return False        # a rebase copies less, or keeps `upper`'s encrypted data encrypted
     m.qemu_img.commit(upper, frozen, above.format or 'qcow2', rate=m.io_limit)
     for child in children:
         m.qemu_img.rebase(child, frozen, info.format or 'qcow2', unsafe=True)

@@ -80,11 +80,7 @@ class Crypt(object):
     def activate(self):
         """Remember the key's verifier (first use) and give libvirt the domain's secret."""
         if self.record() is None:
-            salt = os.urandom(16)
-            self.m.store.make_dir(self.m.store.root)
-            self.m.store.replace(self.record_path, json.dumps(dict(
-                salt=binascii.hexlify(salt).decode(), verifier=key_verifier(self.key, salt),
-                secret_uuid=self.secret_uuid, cipher='aes-256-gcm', kdf='scrypt')))
+            write_verifier(self.m.store, self.key, self.secret_uuid)
         Secrets(self.m.hypervisor).ensure(self.secret_uuid, self.key,
                                           "nova.snapshots: LUKS key of domain '%s'" % self.m.domain.name)
 
@@ -99,6 +95,16 @@ class Crypt(object):
     def describe_disk(self, disk):
         """Make the DiskXML `disk` (pointed at a new overlay) carry its chain's encryption."""
         _luks.describe_chain(disk, self.m.qemu_img.chain(disk.source_file, 'qcow2'), self.secret_uuid)
+
+
+def write_verifier(store, key, uid):
+    """`<store>/encryption.json`: the key's verifier (scrypt of it with a random salt, never the key),
+    against which every later task's key_file is checked."""
+    salt = os.urandom(16)
+    store.make_dir(store.root)
+    store.replace(os.path.join(store.root, 'encryption.json'), json.dumps(dict(
+        salt=binascii.hexlify(salt).decode(), verifier=key_verifier(key, salt),
+        secret_uuid=uid, cipher='aes-256-gcm', kdf='scrypt')))
 
 
 def crypt_for(m, params, tree=None, what='this task', dom=None):
@@ -120,6 +126,42 @@ def keyed_images(m, params, tree, what):
     refused for an encrypted one without key_file."""
     crypt = crypt_for(m, params, tree, what, m.domain_xml())
     return KeyedQemuImg(m.qemu_img, crypt.key_file) if crypt else None
+
+
+def open_chains(m, key_file, tree, what):
+    """For an operation that rewrites, merges or moves layers of the domain's chains (consolidation,
+    optimization, tier moves, delete, repair): the Crypt of `key_file`, with `m.qemu_img` then a
+    KeyedQemuImg, so every qemu-img call opens LUKS layers with the key (QemuImg's own calls, same
+    signatures); None, and the plain runner, for a domain with nothing encrypted and no key_file.
+    Refused without key_file on an encrypted domain, and with a wrong key, before anything changes."""
+    crypt = crypt_for(m, dict(key_file=key_file), tree, what, m.domain_xml())
+    if crypt is not None and not isinstance(m.qemu_img, KeyedQemuImg):
+        m.qemu_img = KeyedQemuImg(m.qemu_img, crypt.key_file)
+    return crypt
+
+
+def describe_persistent(m, crypt):
+    """After layers under the VM's images were merged, moved or rebased: the persistent definition
+    describes each chain holding a LUKS layer again, from the image headers. libvirt opens such a
+    layer only through a <backingStore> naming its secret, so one naming a merged or moved file would
+    keep the VM from starting."""
+    if crypt is None:
+        return
+    persistent = m.domain_xml(inactive=True)
+    before = persistent.to_string()
+    for disk in persistent.disks:
+        if disk.source_file and os.path.isfile(disk.source_file) and disk.driver_type == 'qcow2':
+            chain = m.qemu_img.chain(disk.source_file, 'qcow2')
+            if any(_luks.image_encrypted(i) for i in chain):
+                _luks.describe_chain(disk, chain, crypt.secret_uuid)
+    if persistent.to_string() != before:
+        m.hypervisor.define(persistent.to_string())
+
+
+def keeps_encrypted(view, sources, dest):
+    """Whether copying the data of the images `sources` into the image `dest` keeps encrypted data
+    encrypted (false: some source is a LUKS layer and `dest` is not). `view`: the operation's ChainView."""
+    return _luks.image_encrypted(view.info(dest)) or not any(_luks.image_encrypted(view.info(p)) for p in sources)
 
 
 def export_crypt(m, snap, fmt, key_file=None, encrypt=False, decrypt=False, compress=False, incremental=False,
@@ -190,7 +232,7 @@ def check_merge(m, frozen, upper, method):
 
     `method`: 'pull' copies `frozen` up into `upper` (the VM's active overlay), 'commit' copies
     `upper` down into `frozen`, 'rebase' (qemu-img, offline) copies `frozen` up into `upper`; qemu-img
-    would need the key to open LUKS layers, which the collection does not do yet: refused."""
+    opens LUKS layers only with the key (open_chains made m.qemu_img a KeyedQemuImg)."""
     low, high = _luks.image_encrypted(m.view.info(frozen)), _luks.image_encrypted(m.view.info(upper))
     if method == 'commit' and high and not low:
         raise Refused('deleting this snapshot would commit the encrypted image %s into the unencrypted %s '
@@ -198,11 +240,9 @@ def check_merge(m, frozen, upper, method):
     if method != 'commit' and low and not high:
         raise Refused('deleting this snapshot would pull the encrypted image %s into the unencrypted %s '
                       '(writing encrypted data in clear); nothing was changed' % (frozen, upper))
-    if method == 'rebase' and (low or high):
-        raise Refused('deleting this snapshot would rebase %s onto the image below %s with qemu-img, and '
-                      'the collection does not open LUKS layers with qemu-img yet; with the VM running on '
-                      'that chain libvirt merges it with a block job: start it and delete again; nothing '
-                      'was changed' % (upper, frozen))
+    if method == 'rebase' and (low or high) and not isinstance(m.qemu_img, KeyedQemuImg):
+        raise Refused('deleting this snapshot would rebase %s onto the image below %s with qemu-img, which '
+                      'opens LUKS layers only with the key: give key_file; nothing was changed' % (upper, frozen))
 
 
 def release_secret(m, tree):

@@ -189,7 +189,8 @@ class Enforcer(object):
             result['_dequeue'].add(domain)
         if policy['auto_consolidate']:
             done = manager.run(self.check_mode, lambda tree: plan_consolidate(
-                manager, tree, max_chain_length=policy['max_chain_length']))
+                manager, tree, max_chain_length=policy['max_chain_length'],
+                key_file=self.create_options.get('key_file')))
             if done['changed']:
                 changed = True
                 result['consolidated'].append(dict(domain=domain, policy=policy['name'],

@@ -31,6 +31,8 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_ima
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyfile import read_key_file
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import encryption_element
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import Secrets, secret_uuid
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import Store
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import write_verifier
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._placement import (
     Pool,
     domain_exists,
@@ -86,9 +88,10 @@ class Importer(object):
 
     # -- entry --------------------------------------------------------------------------------
     def run(self, check_mode, src, domain, storage_pool=None, dest_dir=None, start=False, network=None, force=False,
-            key_file=None):
+            key_file=None, storage_dir=None):
         validate_name(domain, 'domain')
         self.key_file = key_file
+        self.storage_dir = storage_dir
         if not src:
             raise NovaError('src names nothing to import')
         if bool(storage_pool) == bool(dest_dir):
@@ -165,6 +168,8 @@ class Importer(object):
                 made.append(('secret', uid))
             self.hv.define(xml)
             made.append(('domain', domain))
+            if self.keyed and self.encrypted_devices(plan) and self.storage_dir:
+                result['key_verifier'] = self._record_key(domain, parse_xml(xml).findtext('uuid'), made)
             if start:
                 if save:
                     restore(self.hv, save)
@@ -373,6 +378,16 @@ class Importer(object):
             os.rename(partial, save)
             made.append(('file', save))
         return DomainXML(root).to_string(), save
+
+    def _record_key(self, domain, uuid, made):
+        """The new domain's key verifier in its store (`encryption.json`, as its first encrypted
+        snapshot would write it), so a later task given another key file is refused before anything
+        changes. The path written."""
+        store = Store(self.storage_dir, domain, owner=self.hv.qemu_owner(), uuid=uuid)
+        path = os.path.join(store.root, 'encryption.json')
+        made.append(('file', path))
+        write_verifier(store, self.key, secret_uuid(uuid))
+        return path
 
     def _undo(self, made):
         for what, name in reversed(made):

@@ -26,7 +26,8 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._errors impor
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, disk_usage, install, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import image_encrypted
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import open_chains
 
 COMPRESSIONS = ('zstd', 'zlib', 'none')
 
@@ -36,8 +37,10 @@ def _stamp(path):
     return [st.st_size, st.st_mtime_ns]
 
 
-def plan_optimize(manager, tree, disks=None, compression='none', sparsify=True):
-    refuse_encrypted(manager, tree, 'optimization')
+def plan_optimize(manager, tree, disks=None, compression='none', sparsify=True, key_file=None):
+    """Rewrite the frozen layers of `disks`; a LUKS layer (read with `key_file`) is rewritten
+    LUKS-encrypted with the same key, sparsified only."""
+    open_chains(manager, tree=tree, key_file=key_file, what='optimization')
     if compression not in COMPRESSIONS:
         raise Refused('compression must be one of %s, not %r' % (', '.join(COMPRESSIONS), compression))
     if compression == 'none' and not sparsify:
@@ -66,6 +69,8 @@ def plan_optimize(manager, tree, disks=None, compression='none', sparsify=True):
             why = 'read by the running VM; optimize it while the VM is off'
         elif m.view.info(path).format != 'qcow2' or m.view.info(path).snapshots:
             why = 'not a plain qcow2 layer'
+        elif compression != 'none' and image_encrypted(m.view.info(path)):
+            why = 'encrypted: qcow2 cannot compress encrypted clusters (compression none sparsifies it)'
         elif done.get(path, {}).get('stamp') == _stamp(path) and done[path].get('settings') == settings:
             continue          # already rewritten with these settings
         if why:

@@ -30,6 +30,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._checksum 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import install
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._image_copy import ImageCopy
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import image_encrypted
 from ansible_collections.nova.snapshots.plugins.module_utils.model import _bundle as layout
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NovaError
 
@@ -93,6 +94,10 @@ class CopyRestorer(object):
         disk = [d for d in snap.disk_files if d.file_path == path]
         if not disk:
             return False
+        if self._encrypted(path, snap):
+            note('not rebuild %s from an export bundle: it is a LUKS layer, which a rebuild from a bundle does '
+                 'not write yet (an identical copy under search_paths restores it)' % path)
+            return False
         for bundle_dir, record in find_bundles(self.search_paths, snap.id):
             source = [x for x in record.get('disks') or [] if x.get('device') == disk[0].device]
             if not source:
@@ -108,6 +113,13 @@ class CopyRestorer(object):
                 self._rebuild(path, disk[0], os.path.join(bundle_dir, source[0]['file']))
             return True
         return False
+
+    def _encrypted(self, path, snap):
+        """Whether the layer `path` is LUKS (its header may be damaged: then the snapshot's flag says)."""
+        try:
+            return image_encrypted(self.m.qemu_img.info(path, fmt='qcow2'))
+        except NovaError:
+            return bool(getattr(snap, 'encrypted', False))
 
     def _bundle_unusable(self, bundle_dir, name):
         """Why the bundle's disk file cannot be trusted (its SHA256SUMS line), or None."""

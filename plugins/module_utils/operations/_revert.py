@@ -23,6 +23,7 @@ import time
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._save_image import read_xml, write_xml
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, copy_file, require_free
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import drop_encryption
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import VM_STOPPED, crash_point
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Failed, LibvirtFailed, NovaError, Refused, SnapshotNotFound
 from ansible_collections.nova.snapshots.plugins.module_utils.model._plan import Plan
@@ -144,6 +145,8 @@ def prepare_start(m, disks, memory_file, target, luks=None):
             disk.point_at(disks[disk.target])
             if luks is not None:
                 luks.describe_disk(disk)
+            else:
+                drop_encryption(disk)
     xml = saved.to_string()
 
     def restore():
@@ -238,6 +241,8 @@ def new_overlays(m, snap, persistent, paths, luks=None):
         disk.point_at(paths[d.device])
         if luks is not None:
             luks.describe_disk(disk)
+        else:
+            drop_encryption(disk)
     return paths
 
 

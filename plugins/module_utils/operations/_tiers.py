@@ -9,7 +9,9 @@
 
 A layer is moved by copying it (sparse, same owner and mode), rebasing the images above it onto
 the copy (header only: the bytes are the same), repointing the records, and only then removing the
-old file. A crash at any point leaves every chain complete; running again finishes the move.
+old file. A LUKS layer moves the same way (its bytes are ciphertext; no key needed); an
+encrypted image above it is opened with the key for its header (plan_chains gives m.qemu_img the
+key). A crash at any point leaves every chain complete; running again finishes the move.
 Layers a running VM holds open are not moved (QEMU would keep the old file and its name).
 """
 
@@ -21,7 +23,6 @@ import os
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import needed_files, real
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, disk_usage, install, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._checksums import refresh_checksums
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
 
 
 def _under(path, directory):
@@ -31,7 +32,6 @@ def _under(path, directory):
 def plan_moves(manager, tree, active_storage=None, archive_storage=None):
     """[(layer, destination directory, why)] and [skipped {file, reason}] for the tiers given."""
     m = manager
-    refuse_encrypted(m, tree, 'a move between storage tiers')
     tops = set(real(t) for t in m.writable_tops(tree))
     frozen = [p for p in sorted(needed_files(m.view, m.all_tops(tree))) if p not in tops and m.store.owns(p)]
     current = set()

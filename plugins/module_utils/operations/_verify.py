@@ -44,7 +44,8 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._verify_repor
 )
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import is_encoded
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_images import WrongKey
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import keyed_images, refuse_encrypted
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import image_encrypted
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import keyed_images, open_chains
 
 FIX_RESTORE = ('restore the file from a verified copy; for a snapshot without children, '
                'state=repaired with recreate=from_parent replaces it by its parent\'s state')
@@ -398,8 +399,9 @@ def domain_stats(manager, tree, problems):
 class Repairer(object):
     """Turns a report's problems into repair steps; applies them unless in check mode."""
 
-    def __init__(self, manager, verifier, check_mode, search_paths=None, recreate=None):
+    def __init__(self, manager, verifier, check_mode, search_paths=None, recreate=None, crypt=None):
         self.m = manager
+        self.crypt = crypt      # the domain's key: layers it rewrites or makes in an encrypted chain stay LUKS
         self.v = verifier
         self.check_mode = check_mode
         self.search_paths = search_paths or []
@@ -474,7 +476,7 @@ class Repairer(object):
             os.unlink(copy)           # left by a run that was killed: start over
         try:
             self.m.qemu_img.copy_sparse(path, copy)
-            self.m.qemu_img.run('check', '-q', '-r', 'leaks', '-f', 'qcow2', copy)
+            self.m.qemu_img.repair_leaks(copy)
             res = self.m.qemu_img.check(copy, 'qcow2')
             if res.get('leaks') or res.get('corruptions'):
                 raise Failed('qemu-img check -r leaks left %s with %s leaks and %s corruptions; %s was not changed'
@@ -638,7 +640,10 @@ class Repairer(object):
             for leftover in (partial, path):
                 if os.path.exists(leftover) and leftover not in [x.file_path for x in snap.disk_files]:
                     os.unlink(leftover)
-            self.m.qemu_img.create_overlay(partial, pd.file_path, pd.format)
+            if self.crypt is not None and (getattr(snap, 'encrypted', False) or self._encrypted_chain(pd.file_path)):
+                self.crypt.create_overlay(partial, pd.file_path, pd.format)     # encrypted stays encrypted
+            else:
+                self.m.qemu_img.create_overlay(partial, pd.file_path, pd.format)
             os.chmod(partial, 0o600)
             if store.owner:
                 os.chown(partial, store.owner[0], store.owner[1])
@@ -679,6 +684,9 @@ class Repairer(object):
             os.unlink(old_memory)
         self.m.view.invalidate()
         return True
+
+    def _encrypted_chain(self, top):
+        return any(image_encrypted(self.m.view.info(p)) for p in self._chain(top))
 
     def _chain(self, top):
         try:
@@ -747,11 +755,14 @@ def run_verify(make_manager, params, check_mode):
         tree, adopted = m.load(write=False)
         if pattern is not None and not _is_glob(pattern) and tree.by_name(pattern) is None:
             raise SnapshotNotFound(m.domain.name, pattern)
+        # no key, wrong key: refused here; a repair works through m.qemu_img, which then opens LUKS layers
         if params.get('state') == 'repaired':
-            refuse_encrypted(m, tree, 'repair (state=repaired; state=verified with key_file verifies them)')
-        keyed.append(keyed_images(m, params, tree, 'verification'))     # no key, wrong key: refused here
-    for m, k in zip(managers, keyed):
-        r, p, s, c = _one_domain(m, params, check_mode, throttle, pattern, matches, k)
+            crypt = open_chains(m, params.get('key_file'), tree, 'repair')
+            keyed.append((m.qemu_img if crypt else None, crypt))
+        else:
+            keyed.append((keyed_images(m, params, tree, 'verification'), None))
+    for m, (k, crypt) in zip(managers, keyed):
+        r, p, s, c = _one_domain(m, params, check_mode, throttle, pattern, matches, k, crypt)
         reports += r
         domain_problems += p
         stats.append(s)
@@ -768,7 +779,7 @@ def run_verify(make_manager, params, check_mode):
     return result
 
 
-def _one_domain(m, params, check_mode, throttle, pattern, matches, keyed=None):
+def _one_domain(m, params, check_mode, throttle, pattern, matches, keyed=None, crypt=None):
     tree, adopted = m.load(write=False)
     snaps = [s for s in tree.ordered() if matches(s.name, pattern)]
     algorithm = params.get('checksum') or 'sha256'
@@ -778,7 +789,7 @@ def _one_domain(m, params, check_mode, throttle, pattern, matches, keyed=None):
     bad = [r.id for r in reports if r.problems]
     search, recreate = params.get('search_paths'), params.get('recreate')
     if params.get('state') == 'repaired' and (bad or adopted) and check_mode:
-        rep = Repairer(m, v, True, search, recreate)
+        rep = Repairer(m, v, True, search, recreate, crypt)
         for r, s in zip(reports, snaps):
             if r.problems:
                 changed |= rep.repair(tree, r, s)
@@ -798,7 +809,7 @@ def _one_domain(m, params, check_mode, throttle, pattern, matches, keyed=None):
             # again under the lock: another run may have changed them meanwhile
             v2 = Verifier(m, algorithm, throttle)
             again, _p = v2.verify(tree, [tree.snapshots[i] for i in bad if i in tree.snapshots])
-            rep = Repairer(m, v2, False, search, recreate)
+            rep = Repairer(m, v2, False, search, recreate, crypt)
             for r in again:
                 if r.problems:
                     changed |= rep.repair(tree, r, tree.snapshots[r.id])

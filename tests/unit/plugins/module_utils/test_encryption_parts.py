@@ -12,7 +12,7 @@ from lxml import etree
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._domain_xml import DomainXML
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyfile import key_verifier, read_key_file
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import describe_chain, disk_encrypted
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import describe_chain, disk_encrypted, drop_encryption
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import ImageInfo
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import secret_uuid
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import NotFound, Refused
@@ -85,3 +85,15 @@ def test_describe_chain_names_every_layer_and_its_encryption():
     end = base.find('backingStore')
     assert end is not None and len(end) == 0          # the end of the chain
     assert len(d.findall('backingStore')) == 1
+
+
+def test_a_disk_pointed_back_at_a_clear_image_loses_its_encryption():
+    """A revert to a snapshot from before encryption: QEMU refuses LUKS options on a clear image."""
+    dom = DomainXML("<domain><name>vm</name><devices><disk type='file' device='disk'><driver type='qcow2'/>"
+                    "<source file='/s/luks.qcow2'><encryption format='luks' engine='qemu'><secret type='passphrase' "
+                    "uuid='u'/></encryption></source><target dev='vda'/></disk></devices></domain>")
+    disk = dom.disk('vda')
+    disk.point_at('/s/clear.qcow2')
+    assert disk_encrypted(disk)               # point_at alone keeps it
+    drop_encryption(disk)
+    assert not disk_encrypted(disk) and disk.source_file == '/s/clear.qcow2'

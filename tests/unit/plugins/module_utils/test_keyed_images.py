@@ -166,3 +166,67 @@ def test_a_failed_pbkdf2_calibration_is_tried_again_and_other_failures_are_not(t
     with pytest.raises(QemuImgFailed, match='accurate CPU usage'):
         write_key_slot(flaky(CALIBRATION_ATTEMPTS), str(dest))
     assert len(calls) == CALIBRATION_ATTEMPTS
+
+
+def _pattern(keyed, path, offset, byte, write=False):
+    """qemu-io writes (or checks) 64 KiB of `byte` at `offset` of the disk `path` shows, opened with the key."""
+    cmd = ['qemu-io', '--object', secret_object(keyed.key_file)] + ([] if write else ['-r', '-U'])
+    out = subprocess.run(cmd + ['-c', '%s -P %d %d 64k' % ('write' if write else 'read', byte, offset), keyed.name(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return 'Pattern verification failed' not in out
+
+
+@pytest.fixture
+def luks_chain(tmp_path):
+    """base.raw <- l1 <- l2 <- l3, each qcow2 layer LUKS with one key; l1 holds 0x11 at 0, l2 0x22 at
+    64 KiB, l3 0x33 at 128 KiB."""
+    qemu_img = QemuImg(run_command)
+    key = str(tmp_path / 'k')
+    with open(key, 'wb') as f:
+        f.write(KEY)
+    os.chmod(key, 0o600)
+    base = str(tmp_path / 'base.raw')
+    with open(base, 'wb') as f:
+        f.truncate(1 << 24)
+    keyed = KeyedQemuImg(qemu_img, key)
+    layers = [str(tmp_path / ('l%d.qcow2' % i)) for i in (1, 2, 3)]
+    luks_overlay(qemu_img, key, layers[0], base, 'raw')
+    for below, path in zip(layers, layers[1:]):
+        shutil.copy(layers[0], path)        # before l1 has data: an empty LUKS layer, no new key slot
+        keyed.rebase(path, below, 'qcow2' if below != base else 'raw', unsafe=True)
+    for i, path in enumerate(layers):
+        _pattern(keyed, path, i << 16, 0x11 * (i + 1), write=True)
+    return keyed, base, layers
+
+
+@pytest.mark.skipif(shutil.which('qemu-img') is None, reason='needs qemu-img')
+def test_keyed_rebase_commit_and_rewrite_keep_what_the_chain_shows(luks_chain, tmp_path):
+    keyed, base, (l1, l2, l3) = luks_chain
+    assert keyed.qemu_img.info(l3).backing_file == l2
+    # a safe rebase onto an encrypted image: l3 takes in l2's data; its header names l1 by its path
+    keyed.rebase(l3, l1, 'qcow2')
+    assert keyed.qemu_img.info(l3).backing_file == l1 and keyed.qemu_img.info(l3).backing_format == 'qcow2'
+    assert all(_pattern(keyed, l3, i << 16, 0x11 * (i + 1)) for i in range(3))
+    assert keyed.measure_layer(l3) > 2 * 65536
+
+    # a commit through an image between: l1 shows what l2 showed (l2 is back on l1 beneath... l3's old place)
+    keyed.commit(l2, l1)
+    assert _pattern(keyed, l1, 1 << 16, 0x22) and _pattern(keyed, l1, 0, 0x11)
+    with pytest.raises(QemuImgFailed):
+        keyed.commit(l1, l3)            # not below it
+
+    # rewriting a layer: a new LUKS image on the same backing, proven equal
+    dest = str(tmp_path / 'rewritten.qcow2')
+    keyed.rewrite_layer(l3, dest, l1, 'qcow2')
+    new = json.loads(subprocess.check_output(['qemu-img', 'info', '-U', '--output=json', dest]))
+    assert new['encrypted'] is True and new['full-backing-filename'] == l1
+    assert keyed.compare(dest, l3)
+    assert oct(os.stat(dest).st_mode & 0o777) == '0o600'
+    with pytest.raises(QemuImgFailed):
+        keyed.rewrite_layer(l3, dest + '2', l1, 'qcow2', compression='zstd')
+    keyed.repair_leaks(dest)
+    assert keyed.info(l3).backing_file == l1          # what needs no key is the plain runner's
+    # a header-only rebase of an image whose backing is gone (a moved file found again)
+    os.rename(l1, l1 + '.moved')
+    keyed.rebase(dest, l1 + '.moved', 'qcow2', unsafe=True)
+    assert keyed.qemu_img.info(dest).backing_file == l1 + '.moved' and _pattern(keyed, dest, 0, 0x11)
