@@ -20,6 +20,11 @@ cipher`). Every call made here gets
   from a header, so the chain has to be explicit.)
 
 One key per domain (docs/encryption.md), so one secret object opens every layer.
+
+KeyedQemuImg also answers the calls a block-level merge makes of a QemuImg (info, chain, map,
+extract, copy_bytes, an unsafe rebase), so operations/_merge.py reads and writes LUKS layers
+through it unchanged: every byte window is a json: spec of the whole chain with the key, and a
+window written into a LUKS image is encrypted by QEMU on the way in.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -137,6 +142,40 @@ class KeyedQemuImg(object):
         if WRONG_KEY in (err or ''):
             raise _wrong_key(self.key_file, err.strip())
         raise QemuImgFailed('qemu-img compare failed (rc=%d): %s' % (rc, (err or out).strip()))
+
+    # -- what operations/_merge.py asks of a QemuImg ----------------------------------------------
+    def info(self, path, fmt=None):
+        return self.qemu_img.info(path, fmt)        # a header: no key needed
+
+    def chain(self, path, fmt=None):
+        return self.qemu_img.chain(path, fmt)
+
+    def window(self, path, fmt, offset, length):
+        """The json: name of bytes [offset, offset+length) of the disk `path` shows, its chain keyed."""
+        return spec_name({'driver': 'raw', 'offset': offset, 'size': length, 'file': self.spec(path, fmt)})
+
+    def extract(self, path, fmt, offset, length, dest):
+        """Bytes [offset, offset+length) of the disk `path` shows, in clear, into a new raw file `dest`:
+        the caller puts `dest` where clear data may be (a private tmpfs directory)."""
+        self.run('convert', '-U', '-f', 'raw', '-O', 'raw', self.window(path, fmt, offset, length), dest)
+
+    def copy_bytes(self, source, source_fmt, dest, dest_fmt, offset, length):
+        """QemuImg.copy_bytes with both chains keyed: into a LUKS `dest` the bytes go encrypted."""
+        self.run('convert', '-U', '-n', '-f', 'raw', '-O', 'raw', self.window(source, source_fmt, offset, length),
+                 self.window(dest, dest_fmt, offset, length))
+
+    def rebase(self, path, backing, backing_format, fmt='qcow2', unsafe=False):
+        """The header-only rebase (`unsafe`) of `path`, which qemu-img opens with the key when it is LUKS;
+        a safe rebase of encrypted layers is not offered (it would read and write through two chains)."""
+        if not unsafe:
+            raise QemuImgFailed('a safe rebase of %s with the key is not supported' % path)
+        info = self.qemu_img.info(path, fmt)
+        if not image_encrypted(info):
+            return self.qemu_img.rebase(path, backing, backing_format, fmt, unsafe=True)
+        spec = {'driver': fmt, 'encrypt': {'format': 'luks', 'key-secret': SECRET_ID},
+                'file': {'driver': 'file', 'filename': os.path.abspath(path)}}
+        target = ['-F', backing_format, '-b', backing] if backing else ['-b', '']
+        self.run(*(['rebase', '-q', '-u'] + target + [spec_name(spec)]))
 
     def convert(self, spec, dest, out_fmt='qcow2', encrypt=False, options=None, rate=None, iter_time=ITER_TIME_MS):
         """Flatten the disk the json: `spec` shows into a new image `dest`; with `encrypt` (qcow2 only)
