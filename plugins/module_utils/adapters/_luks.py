@@ -65,6 +65,14 @@ def encryption_element(source, secret_uuid):
     return enc
 
 
+def drop_encryption(disk):
+    """Take <encryption> off the DiskXML `disk`'s source (pointed at a clear image now: QEMU would
+    refuse to open it with LUKS options)."""
+    source = disk.root.find('source')
+    for old in source.findall('encryption') if source is not None else []:
+        source.remove(old)
+
+
 def disk_encrypted(disk):
     """True when the DiskXML `disk` uses a LUKS-encrypted image."""
     return disk.root.find('source/encryption') is not None

@@ -20,6 +20,7 @@ import binascii
 import os
 import time
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _luks
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._save_image import read_xml, write_xml
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, copy_file, require_free
@@ -238,6 +239,8 @@ def new_overlays(m, snap, persistent, paths, luks=None):
         disk.point_at(paths[d.device])
         if luks is not None:
             luks.describe_disk(disk)
+        else:
+            _luks.drop_encryption(disk)       # a clear overlay, maybe where an encrypted one was
     return paths
 
 
