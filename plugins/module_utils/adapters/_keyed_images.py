@@ -93,9 +93,13 @@ class KeyedQemuImg(object):
     """qemu-img calls (through the one runner, a QemuImg) on images whose chains hold LUKS layers,
     all opened with the key in `key_file`. Images without encrypted layers work the same way."""
 
-    def __init__(self, qemu_img, key_file):
+    def __init__(self, qemu_img, key_file, remember_maps=False):
         self.qemu_img = qemu_img
         self.key_file = key_file
+        # Each map opens every LUKS layer of the chain (a PBKDF2 of ITER_TIME_MS each). A merge maps
+        # the same images several times while planning, and changes them only through copy_bytes and
+        # rebase here, which forget what was remembered; other callers leave this off.
+        self.maps = {} if remember_maps else None
 
     def spec(self, path, fmt=None, backing=True):
         return chain_spec(path, self.qemu_img.chain(path, fmt), backing=backing)
@@ -130,8 +134,17 @@ class KeyedQemuImg(object):
 
     def map(self, path, fmt='qcow2', backing=True):
         """[MapExtent] of the disk `path` shows (with backing=False: of the layer alone)."""
-        return [MapExtent(d) for d in json.loads(self.run('map', '--output=json', '-U',
-                                                          self.name(path, fmt, backing)))]
+        key = (os.path.realpath(path), fmt, backing)
+        if self.maps is not None and key in self.maps:
+            return self.maps[key]
+        extents = [MapExtent(d) for d in json.loads(self.run('map', '--output=json', '-U', self.name(path, fmt, backing)))]
+        if self.maps is not None:
+            self.maps[key] = extents
+        return extents
+
+    def _changed(self):
+        if self.maps is not None:
+            self.maps.clear()
 
     def compare(self, spec_a, spec_b):
         """True when the disks the json: specs show are byte for byte equal."""
@@ -161,6 +174,7 @@ class KeyedQemuImg(object):
 
     def copy_bytes(self, source, source_fmt, dest, dest_fmt, offset, length):
         """QemuImg.copy_bytes with both chains keyed: into a LUKS `dest` the bytes go encrypted."""
+        self._changed()
         self.run('convert', '-U', '-n', '-f', 'raw', '-O', 'raw', self.window(source, source_fmt, offset, length),
                  self.window(dest, dest_fmt, offset, length))
 
@@ -169,6 +183,7 @@ class KeyedQemuImg(object):
         a safe rebase of encrypted layers is not offered (it would read and write through two chains)."""
         if not unsafe:
             raise QemuImgFailed('a safe rebase of %s with the key is not supported' % path)
+        self._changed()
         info = self.qemu_img.info(path, fmt)
         if not image_encrypted(info):
             return self.qemu_img.rebase(path, backing, backing_format, fmt, unsafe=True)

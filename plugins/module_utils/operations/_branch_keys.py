@@ -127,7 +127,7 @@ class BranchKeys(object):
         """(qemu-img to read and write the merge's layers with, the directory for clear scratch):
         keyed and tmpfs when anything the merge touches is encrypted."""
         if encrypted:
-            return KeyedQemuImg(self.m.qemu_img, self.crypt.key_file), TMPFS
+            return KeyedQemuImg(self.m.qemu_img, self.crypt.key_file, remember_maps=True), TMPFS
         return self.m.qemu_img, None
 
 

@@ -69,7 +69,7 @@ def chain(tmp_path):
     with open(key, 'wb') as f:
         f.write(KEY)
     os.chmod(key, 0o600)
-    keyed = KeyedQemuImg(QEMU, key)
+    keyed = KeyedQemuImg(QEMU, key, remember_maps=True)        # as the merge uses it
     base = create(tmp_path / 'base.qcow2', size=16 * MiB)
     ancestor = str(tmp_path / 'ancestor.qcow2')
     luks_overlay(QEMU, key, ancestor, base, 'qcow2')
@@ -91,7 +91,12 @@ def test_a_merge_of_luks_layers_reads_and_writes_them_with_the_key(chain, tmp_pa
     assert os.listdir(str(scratch)) == []           # the clear windows compared are gone
 
     result = layer(keyed, ancestor, str(tmp_path / 'result.qcow2'), paths['target'])
+
+    def own():
+        return [(e.start, e.length) for e in keyed.map(result, backing=False) if e.data and e.depth == 0]
+    assert own() == []
     assert apply_merge(keyed, paths['source'], result, plan.copy) == C
+    assert own() == [(1 * MiB, C)]          # the remembered map was forgotten by the write
     assert keyed_read(keyed, result, 1 * MiB, C, tmp_path) == theirs
     assert keyed_read(keyed, result, 2 * MiB, C, tmp_path) == ours
     for path in (result, paths['source'], paths['target']):
