@@ -180,3 +180,22 @@ def test_merge_of_an_encrypted_branch_is_seen_by_the_booted_target(crypt_guest, 
     # a branch of the clear snapshot needs no key: a clear overlay, its definition without <encryption>
     ok(TREE, guest, state='switched', name='clear')
     assert shown(guest) == ['base'] and top(guest)[1] is False
+
+
+def test_switch_to_a_compressed_memory_snapshot_needs_no_key(make_guest):
+    """zstd without encryption: restored like a revert does (decompressed beside the store, removed)."""
+    guest = make_guest(disks=1)
+    write_markers(guest, 1)
+    guest.wait_tick(2)
+    _, at_z = ticks_around(guest, lambda: ok(SNAP, guest, name='z', snapshot_type='memory', memory_compression='zstd'))
+    write_markers(guest, 2)
+    offset = len(guest.console())
+    _, at_main = leaving(guest, lambda: ok(TREE, guest, state='branched', name='zb', switch=True, **{'from': 'z'}))
+    assert_ram_restored(guest, offset, at_z)
+    assert_markers(guest, 1)
+    root = os.path.join(guest.storage_dir, guest.name)
+    assert [p for p in os.listdir(root) if p.startswith('.nova-mem-')] == []
+    offset = len(guest.console())
+    ok(TREE, guest, state='switched', name='main')
+    assert_ram_restored(guest, offset, at_main)
+    assert_markers(guest, 2)
