@@ -70,6 +70,7 @@ extends_documentation_fragment:
   - nova.snapshots.common
   - nova.snapshots.common.store
   - nova.snapshots.audit
+  - nova.snapshots.encryption
 attributes:
   check_mode:
     support: full
@@ -88,6 +89,12 @@ notes:
     conflicts. It is exact for disks or regions that only one side wrote, for data written at fixed
     offsets, and for fast-forwards. Check the result (for example with fsck) before trusting it.
   - Merging into the active branch needs the VM shut off, because the target's overlays are rebased.
+  - On encrypted chains (see C(docs/encryption.md)) switches and merges need O(key_file). A switch saves
+    the RAM of a branch left running on encrypted disks sealed (AES-256-GCM, through C(/dev/shm), never in
+    clear on a disk), starts LUKS overlays on an encrypted snapshot, and restores sealed or compressed RAM
+    the way a revert does. A merge reads the LUKS layers with the key; its result snapshot is a LUKS overlay
+    when either side is encrypted. A merge that would leave the target's unencrypted overlay (its writes
+    since its tip) on encrypted images is refused, saying to take an encrypted snapshot of the target first.
 author:
   - nova.snapshots developers (@nova-snapshots)
 seealso:
@@ -119,6 +126,13 @@ EXAMPLES = r'''
     source: testing-branch
     target: security-updates
     conflict: source
+
+- name: Switch to a branch of an encrypted snapshot (the key opens its layers and seals the RAM left behind)
+  nova.snapshots.nova_snapshot_tree:
+    domain: web-server
+    state: switched
+    name: encrypted-backup
+    key_file: /secure/keys/snapshot.key
 
 - name: Drop a branch
   nova.snapshots.nova_snapshot_tree:
@@ -211,20 +225,21 @@ timings:
   version_added: 1.0.0
 '''
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nova.snapshots.plugins.module_utils._common import argument_spec, run_plan
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._branches import TreeManager
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import KEY_SPEC, missing_library
 
 
 def plan(manager, tree, p):
     branches = TreeManager(manager)
     if p['state'] == 'branched':
-        return branches.plan_branch(tree, p['name'], p['from'], switch=p['switch'])
+        return branches.plan_branch(tree, p['name'], p['from'], switch=p['switch'], key_file=p['key_file'])
     if p['state'] == 'switched':
-        return branches.plan_switch(tree, p['name'])
+        return branches.plan_switch(tree, p['name'], key_file=p['key_file'])
     if p['state'] == 'merged':
-        return branches.plan_merge(tree, p['source'], p['target'], p['conflict'], p['result_name'])
+        return branches.plan_merge(tree, p['source'], p['target'], p['conflict'], p['result_name'], key_file=p['key_file'])
     return branches.plan_delete_branch(tree, p['name'])
 
 
@@ -246,7 +261,7 @@ def main():
             target=dict(type='str'),
             conflict=dict(type='str', default='fail', choices=['fail', 'source', 'target']),
             result_name=dict(type='str'),
-            **{'from': dict(type='str')}
+            **dict(KEY_SPEC, **{'from': dict(type='str')})
         ),
         required_if=[
             ('state', 'branched', ('name', 'from')),
@@ -256,6 +271,9 @@ def main():
         ],
         supports_check_mode=True,
     )
+    missing = missing_library(module.params)
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     run_plan(module, plan, finish)
 
 

@@ -20,6 +20,11 @@ cipher`). Every call made here gets
   from a header, so the chain has to be explicit.)
 
 One key per domain (docs/encryption.md), so one secret object opens every layer.
+
+KeyedQemuImg also answers the calls a block-level merge makes of a QemuImg (info, chain, map,
+extract, copy_bytes, an unsafe rebase), so operations/_merge.py reads and writes LUKS layers
+through it unchanged: every byte window is a json: spec of the whole chain with the key, and a
+window written into a LUKS image is encrypted by QEMU on the way in.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -88,9 +93,13 @@ class KeyedQemuImg(object):
     """qemu-img calls (through the one runner, a QemuImg) on images whose chains hold LUKS layers,
     all opened with the key in `key_file`. Images without encrypted layers work the same way."""
 
-    def __init__(self, qemu_img, key_file):
+    def __init__(self, qemu_img, key_file, remember_maps=False):
         self.qemu_img = qemu_img
         self.key_file = key_file
+        # Each map opens every LUKS layer of the chain (a PBKDF2 of ITER_TIME_MS each). A merge maps
+        # the same images several times while planning, and changes them only through copy_bytes and
+        # rebase here, which forget what was remembered; other callers leave this off.
+        self.maps = {} if remember_maps else None
 
     def spec(self, path, fmt=None, backing=True):
         return chain_spec(path, self.qemu_img.chain(path, fmt), backing=backing)
@@ -125,8 +134,17 @@ class KeyedQemuImg(object):
 
     def map(self, path, fmt='qcow2', backing=True):
         """[MapExtent] of the disk `path` shows (with backing=False: of the layer alone)."""
-        return [MapExtent(d) for d in json.loads(self.run('map', '--output=json', '-U',
-                                                          self.name(path, fmt, backing)))]
+        key = (os.path.realpath(path), fmt, backing)
+        if self.maps is not None and key in self.maps:
+            return self.maps[key]
+        extents = [MapExtent(d) for d in json.loads(self.run('map', '--output=json', '-U', self.name(path, fmt, backing)))]
+        if self.maps is not None:
+            self.maps[key] = extents
+        return extents
+
+    def _changed(self):
+        if self.maps is not None:
+            self.maps.clear()
 
     def compare(self, spec_a, spec_b):
         """True when the disks the json: specs (or images, opened through their chains) show are byte
@@ -139,6 +157,42 @@ class KeyedQemuImg(object):
         if WRONG_KEY in (err or ''):
             raise _wrong_key(self.key_file, err.strip())
         raise QemuImgFailed('qemu-img compare failed (rc=%d): %s' % (rc, (err or out).strip()))
+
+    # -- what operations/_merge.py asks of a QemuImg ----------------------------------------------
+    def info(self, path, fmt=None):
+        return self.qemu_img.info(path, fmt)        # a header: no key needed
+
+    def chain(self, path, fmt=None):
+        return self.qemu_img.chain(path, fmt)
+
+    def window(self, path, fmt, offset, length):
+        """The json: name of bytes [offset, offset+length) of the disk `path` shows, its chain keyed."""
+        return spec_name({'driver': 'raw', 'offset': offset, 'size': length, 'file': self.spec(path, fmt)})
+
+    def extract(self, path, fmt, offset, length, dest):
+        """Bytes [offset, offset+length) of the disk `path` shows, in clear, into a new raw file `dest`:
+        the caller puts `dest` where clear data may be (a private tmpfs directory)."""
+        self.run('convert', '-U', '-f', 'raw', '-O', 'raw', self.window(path, fmt, offset, length), dest)
+
+    def copy_bytes(self, source, source_fmt, dest, dest_fmt, offset, length):
+        """QemuImg.copy_bytes with both chains keyed: into a LUKS `dest` the bytes go encrypted."""
+        self._changed()
+        self.run('convert', '-U', '-n', '-f', 'raw', '-O', 'raw', self.window(source, source_fmt, offset, length),
+                 self.window(dest, dest_fmt, offset, length))
+
+    def rebase(self, path, backing, backing_format, fmt='qcow2', unsafe=False):
+        """The header-only rebase (`unsafe`) of `path`, which qemu-img opens with the key when it is LUKS;
+        a safe rebase of encrypted layers is not offered (it would read and write through two chains)."""
+        if not unsafe:
+            raise QemuImgFailed('a safe rebase of %s with the key is not supported' % path)
+        self._changed()
+        info = self.qemu_img.info(path, fmt)
+        if not image_encrypted(info):
+            return self.qemu_img.rebase(path, backing, backing_format, fmt, unsafe=True)
+        spec = {'driver': fmt, 'encrypt': {'format': 'luks', 'key-secret': SECRET_ID},
+                'file': {'driver': 'file', 'filename': os.path.abspath(path)}}
+        target = ['-F', backing_format, '-b', backing] if backing else ['-b', '']
+        self.run(*(['rebase', '-q', '-u'] + target + [spec_name(spec)]))
 
     def convert(self, spec, dest, out_fmt='qcow2', encrypt=False, options=None, rate=None, iter_time=ITER_TIME_MS):
         """Flatten the disk the json: `spec` shows into a new image `dest`; with `encrypt` (qcow2 only)

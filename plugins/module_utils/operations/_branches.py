@@ -21,6 +21,7 @@ import os
 import time
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._chains import real
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import drop_encryption
 from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import (
     MERGE_RECORDED,
     MERGE_WRITTEN,
@@ -51,7 +52,12 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._revert 
     require_persistent,
 )
 from ansible_collections.nova.snapshots.plugins.module_utils.model._tree import render_dot, render_text
-from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import refuse_encrypted
+from ansible_collections.nova.snapshots.plugins.module_utils.operations._branch_keys import (
+    BranchKeys,
+    carry_refusal,
+    chain_encrypted,
+    layer_encrypted,
+)
 
 DEFAULT_BRANCH = 'main'
 
@@ -66,6 +72,9 @@ class _Merging(object):
         self.target_branch = target_branch
         self.active = active
         self.carried = {}       # device -> CarryPlan of the target's own writes since its tip
+        # encryption (_merge_keys): the qemu-img that reads and writes the layers (keyed when any is
+        # LUKS), where clear scratch may go, the Crypt, the devices whose result chain is encrypted
+        self.qemu_img, self.tmpdir, self.crypt, self.encrypted = None, None, None, set()
 
 
 class TreeManager(object):
@@ -99,10 +108,8 @@ class TreeManager(object):
             tree.active_branch = DEFAULT_BRANCH
 
     # -- branched -----------------------------------------------------------------------------
-    def plan_branch(self, tree, name, start, switch=False):
+    def plan_branch(self, tree, name, start, switch=False, key_file=None):
         validate_name(name, 'branch')
-        if switch:
-            refuse_encrypted(self.m, tree, 'a branch switch', memory=True)
         snap = tree.by_name(start)
         if snap is None:
             raise SnapshotNotFound(self.m.domain.name, start)
@@ -111,7 +118,7 @@ class TreeManager(object):
         if existing is not None and existing.base != snap.id and name != tree.active_branch:
             raise Conflict("branch '%s' of domain '%s' already exists, starting at '%s' (asked '%s')"
                            % (name, self.m.domain.name, self.m.name_of(tree, existing.base), start))
-        switch_plan = self.plan_switch(tree, name, start=snap) if switch else None
+        switch_plan = self.plan_switch(tree, name, start=snap, key_file=key_file) if switch else None
         if existing is not None:
             return switch_plan or Plan(False, snapshot=None)
         actions = ["create branch %s of %s at snapshot %s" % (name, self.m.domain.name, start)]
@@ -121,16 +128,20 @@ class TreeManager(object):
             self._ensure_active_branch(tree)
             tree.branches[name] = Branch(name, base=snap.id, created_at=int(time.time()))
             self.m.store.save(tree)
-            if switch:
-                self._switch(tree, name)
+            if switch and switch_plan.apply is not None:
+                switch_plan.apply()
         return Plan(True, actions, before=dict(branches=sorted(tree.branches), active=tree.active_branch),
                     after=dict(branches=sorted(set(tree.branches) | set([name])),
                                active=name if switch else (tree.active_branch or DEFAULT_BRANCH)), apply=apply)
 
     # -- switched -----------------------------------------------------------------------------
-    def plan_switch(self, tree, name, start=None):
-        """Make `name` the VM's line: a branch, or a snapshot (a branch of that name starts there)."""
-        refuse_encrypted(self.m, tree, 'a branch switch', memory=True)
+    def plan_switch(self, tree, name, start=None, key_file=None):
+        """Make `name` the VM's line: a branch, or a snapshot (a branch of that name starts there).
+
+        On encrypted chains it needs key_file (checked here, before anything changes): the RAM of a
+        branch left running on LUKS disks is saved sealed, the target's overlays are LUKS on an
+        encrypted snapshot, and sealed RAM is decrypted into tmpfs to be restored."""
+        keys = BranchKeys(self.m, key_file)
         branch = tree.branches.get(name)
         if branch is None and start is None:
             start = tree.by_name(name)
@@ -145,6 +156,8 @@ class TreeManager(object):
         if state in ('running', 'paused'):
             need = self.m.domain_xml().memory_bytes * MEMORY_MARGIN
             require_free(self.m.store.root, need, 'the RAM of the branch left behind')
+        tip = start if branch is None else tree.snapshots.get(branch.tip)
+        keys.require('a branch switch to %s' % name, keys.switch_reasons(tree, state in ('running', 'paused'), branch, tip))
         leaving = tree.active_branch or DEFAULT_BRANCH
         how = 'resume its overlays%s' % (' and RAM' if branch and branch.memory_file else '') if branch and branch.disks \
             else 'start new overlays on snapshot %s' % (start.name if start else self.m.name_of(tree, branch.tip))
@@ -155,11 +168,11 @@ class TreeManager(object):
             if name not in tree.branches:
                 self._ensure_active_branch(tree)
                 tree.branches[name] = Branch(name, base=start.id, created_at=int(time.time()))
-            self._switch(tree, name)
+            self._switch(tree, name, keys)
         return Plan(True, actions, before=dict(active=tree.active_branch or DEFAULT_BRANCH),
                     after=dict(active=name), apply=apply)
 
-    def _switch(self, tree, name):
+    def _switch(self, tree, name, keys):
         self._ensure_active_branch(tree)
         leaving = tree.branches[tree.active_branch]
         target = tree.branches[name]
@@ -182,35 +195,52 @@ class TreeManager(object):
         crash_point(SWITCH_PLANNED)
 
         if not self._runs_on(target.activating):
-            # 2. Work out how the target comes up before touching the VM: its definition and its start.
-            persistent = self.m.domain_xml(inactive=True)
-            if target.disks:
-                for dev, path in target.disks.items():
-                    persistent.disk(dev).point_at(path)
-                start = prepare_start(self.m, target.disks, target.memory_file, target.vm_state or 'shutoff')
-            else:
-                tip = tree.snapshots[target.tip]
-                new_overlays(self.m, tip, persistent, target.activating)
-                with_ram = tip.memory_file and tip.vm_state in ('running', 'paused')
-                start = prepare_start(self.m, target.activating, tip.memory_file, tip.vm_state if with_ram else 'shutoff')
-            # 3. Put the branch being left to rest: its RAM to a file (the VM stops), or just stop.
-            old_xml = self.m.domain.xml(inactive=True)
-            if self.m.domain.is_active:
-                if leaving.memory_file:
-                    self.m.store.make_dir(os.path.dirname(leaving.memory_file))
-                    self.m.domain.save(leaving.memory_file)
-                    os.chmod(leaving.memory_file, 0o600)
-                else:
-                    self.m.domain.destroy()
-            crash_point(SWITCH_LEFT)
-            # 4. Bring the target up: resumed as it was left, or new on its base snapshot.
+            memory = None
             try:
-                self.m.hypervisor.define(persistent.to_string())
-                if start is not None:
-                    start()
-            except NovaError as e:
-                raise Failed("switching domain '%s' to branch '%s' failed: %s. %s"
-                             % (self.m.domain.name, name, e.msg, self._back_to(tree, leaving, target, old_xml)))
+                # 2. Work out how the target comes up before touching the VM: its definition and its start
+                # (sealed or compressed RAM decoded into a private directory, removed once QEMU has read it).
+                persistent = self.m.domain_xml(inactive=True)
+                if target.disks:
+                    encrypted = any(chain_encrypted(self.m, p) for p in target.disks.values())
+                    luks = self._luks(keys, encrypted)
+                    for dev, path in target.disks.items():
+                        disk = persistent.disk(dev)
+                        disk.point_at(path)
+                        if luks is not None:
+                            luks.describe_disk(disk)      # libvirt cannot find a backing layer's secret itself
+                        else:
+                            drop_encryption(disk)         # left from an encrypted branch
+                    memory = keys.open_memory(target.memory_file, encrypted)
+                    start = prepare_start(self.m, target.disks, memory.path, target.vm_state or 'shutoff', luks=luks)
+                else:
+                    tip = tree.snapshots[target.tip]
+                    luks = self._luks(keys, keys.snapshot_encrypted(tip))
+                    new_overlays(self.m, tip, persistent, target.activating, luks=luks)
+                    with_ram = tip.memory_file and tip.vm_state in ('running', 'paused')
+                    memory = keys.open_memory(tip.memory_file if with_ram else None, tip.encrypted)
+                    start = prepare_start(self.m, target.activating, memory.path, tip.vm_state if with_ram else 'shutoff',
+                                          luks=luks)
+                # 3. Put the branch being left to rest: its RAM to a file (the VM stops; sealed when its
+                # disks are encrypted), or just stop.
+                old_xml = self.m.domain.xml(inactive=True)
+                if self.m.domain.is_active:
+                    if leaving.memory_file:
+                        self.m.store.make_dir(os.path.dirname(leaving.memory_file))
+                        keys.save_ram(leaving.memory_file, seal=keys.active_encrypted())
+                    else:
+                        self.m.domain.destroy()
+                crash_point(SWITCH_LEFT)
+                # 4. Bring the target up: resumed as it was left, or new on its base snapshot.
+                try:
+                    self.m.hypervisor.define(persistent.to_string())
+                    if start is not None:
+                        start()
+                except NovaError as e:
+                    raise Failed("switching domain '%s' to branch '%s' failed: %s. %s"
+                                 % (self.m.domain.name, name, e.msg, self._back_to(tree, leaving, target, old_xml, keys)))
+            finally:
+                if memory is not None:
+                    memory.close()
             crash_point(SWITCH_UP)
 
         # 5. The target is the VM's line now; its saved RAM is spent.
@@ -225,15 +255,29 @@ class TreeManager(object):
             mark_current_in_libvirt(self.m, tree, tree.snapshots[target.tip])
         collect_garbage(self.m, tree)
 
-    def _back_to(self, tree, leaving, target, old_xml):
+    @staticmethod
+    def _luks(keys, encrypted):
+        """The Crypt that makes and describes a branch's LUKS overlays (its secret given to libvirt), or None."""
+        if not encrypted:
+            return None
+        if keys.crypt is None:          # planning refuses this first; a chain encrypted since then
+            raise Refused('the disks of this switch are encrypted: give key_file; nothing was changed')
+        keys.crypt.activate()
+        return keys.crypt
+
+    def _back_to(self, tree, leaving, target, old_xml, keys):
         """A switch failed after the VM was stopped: the branch left comes back exactly as it was
         (its definition, and its RAM from the file just saved). The sentence that says so."""
         try:
             self.m.domain.destroy()
             self.m.hypervisor.define(old_xml)
             if leaving.memory_file and os.path.exists(leaving.memory_file):
-                self.m.hypervisor.restore(leaving.memory_file, self.m.hypervisor.save_image_xml(leaving.memory_file),
-                                          paused=leaving.vm_state == 'paused')
+                memory = keys.open_memory(leaving.memory_file, False)      # the file just saved (sealed or not)
+                try:
+                    self.m.hypervisor.restore(memory.path, self.m.hypervisor.save_image_xml(memory.path),
+                                              paused=leaving.vm_state == 'paused')
+                finally:
+                    memory.close()
                 os.unlink(leaving.memory_file)
         except NovaError as e:
             return ('Bringing branch %s back failed too (%s); its disks are %s and its RAM is in %s'
@@ -272,9 +316,12 @@ class TreeManager(object):
         return Plan(True, actions, before=dict(branch=name), after={}, apply=apply)
 
     # -- merged -------------------------------------------------------------------------------
-    def plan_merge(self, tree, source, target, conflict='fail', result_name=None):
-        """Merge the newest snapshot of `source` into branch `target` (see the module's notes)."""
-        refuse_encrypted(self.m, tree, 'a branch merge')
+    def plan_merge(self, tree, source, target, conflict='fail', result_name=None, key_file=None):
+        """Merge the newest snapshot of `source` into branch `target` (see the module's notes).
+
+        Encrypted layers are read and written with the key (key_file, checked here); a result on an
+        encrypted side is a LUKS overlay, and a merge that would leave encrypted data under the
+        target's clear overlay is refused."""
         self._require_overlays(tree)
         source_tip = self._tip_of(tree, source, 'source')
         target_branch = tree.branches.get(target)
@@ -292,6 +339,7 @@ class TreeManager(object):
         mg = _Merging(source_tip, target_tip, ancestor, target_branch, active)
         before = dict(target=target, head=target_tip.name)
         tops = self._own_tops(tree, target, active)
+        self._merge_keys(mg, BranchKeys(self.m, key_file), tops, target, ancestor.id == target_tip.id)
         if ancestor.id == target_tip.id:
             conflicts = self._plan_carry(mg, tops, target, conflict, ancestor)
             actions = ['fast-forward %s from %s to %s' % (target, target_tip.name, source_tip.name)]
@@ -307,8 +355,8 @@ class TreeManager(object):
             theirs, base = source_tip.disk(disk.device), ancestor.disk(disk.device)
             if theirs is None or base is None:
                 continue
-            plans[disk.device] = merge_plan(self.m.qemu_img, base.file_path, theirs.file_path, disk.file_path,
-                                            conflict, device=disk.device)
+            plans[disk.device] = merge_plan(mg.qemu_img, base.file_path, theirs.file_path, disk.file_path,
+                                            conflict, device=disk.device, tmpdir=mg.tmpdir)
             conflicts += ['%s: bytes %d-%d changed on both sides' % (disk.device, off, off + length - 1)
                           for off, length in plans[disk.device].conflicts]
         for line in self._plan_carry(mg, tops, target, conflict, ancestor):
@@ -320,6 +368,29 @@ class TreeManager(object):
         actions += self._carry_actions(mg)
         return Plan(True, actions, before=before, after=dict(target=target, head=name),
                     apply=lambda: self._three_way(tree, target, name, mg, plans), extra=dict(conflicts=conflicts))
+
+    def _merge_keys(self, mg, keys, tops, target, fast_forward):
+        """Work out what of the merge is encrypted (into mg): its result is, per disk, when the source
+        is (a fast-forward's result is the source's chain) or, for a new merge snapshot, either side
+        is. Refused without key_file when any layer it reads or writes is LUKS, and when the target's
+        own clear overlay would end up on encrypted images."""
+        reasons, refusal = [], None
+        for disk in mg.target_tip.disk_files:
+            dev, theirs, top = disk.device, mg.source_tip.disk(disk.device), tops.get(disk.device)
+            src = theirs is not None and chain_encrypted(self.m, theirs.file_path)
+            tgt = chain_encrypted(self.m, disk.file_path)
+            top_luks = top is not None and layer_encrypted(self.m, top)
+            reasons += ['%s: the %s layers are encrypted' % (dev, side) for side, enc in (('source', src), ('target', tgt)) if enc]
+            if top_luks and not tgt:
+                reasons.append('%s: the overlay %s of the target is LUKS' % (dev, top))
+            if src or (tgt and not fast_forward):
+                mg.encrypted.add(dev)
+                if top is not None and not top_luks and refusal is None:
+                    refusal = carry_refusal(target, top, mg.target_tip.name)
+        mg.crypt = keys.require("a merge of '%s' into '%s'" % (mg.source_tip.name, target), reasons)
+        if refusal is not None:
+            raise refusal
+        mg.qemu_img, mg.tmpdir = keys.merge_images(mg.crypt is not None)
 
     def _tip_of(self, tree, name, what):
         branch = tree.branches.get(name)
@@ -379,8 +450,8 @@ class TreeManager(object):
                 mg.carried[disk.device] = CarryPlan(disk.device, top, [], [])
                 continue
             try:
-                carry = plan_carry(self.m.qemu_img, base.file_path, theirs.file_path, disk.file_path, top, conflict,
-                                   device=disk.device)
+                carry = plan_carry(mg.qemu_img, base.file_path, theirs.file_path, disk.file_path, top, conflict,
+                                   device=disk.device, tmpdir=mg.tmpdir)
             except MergeConflict as e:
                 raise Conflict("%s (writes of branch '%s' since its tip snapshot '%s', not yet in a snapshot)"
                                % (e.msg, target, mg.target_tip.name), device=e.device, conflicts=e.conflicts)
@@ -402,10 +473,21 @@ class TreeManager(object):
             carry = mg.carried.get(d.device)
             if carry is None:
                 continue
-            self.m.qemu_img.rebase(carry.top, d.file_path, d.format, unsafe=True)
-            apply_merge(self.m.qemu_img, mg.source_tip.disk(d.device).file_path, carry.top, carry.write)
+            mg.qemu_img.rebase(carry.top, d.file_path, d.format, unsafe=True)
+            apply_merge(mg.qemu_img, mg.source_tip.disk(d.device).file_path, carry.top, carry.write)
+        if mg.active and mg.crypt is not None and mg.carried:
+            # the VM's own overlays now sit on other layers, some LUKS: libvirt needs the chain spelled
+            # out with each encrypted layer's secret (it cannot find one in an image header)
+            persistent = self.m.domain_xml(inactive=True)
+            for dev in mg.carried:
+                disk = persistent.disk(dev)
+                if disk is not None and disk.source_file:
+                    mg.crypt.describe_disk(disk)
+            self.m.hypervisor.define(persistent.to_string())
 
     def _fast_forward(self, tree, target, mg):
+        if mg.crypt is not None:
+            mg.crypt.activate()
         branch = self._ensure_branch(tree, target, mg.target_tip)
         self._carry_over(mg, mg.source_tip)
         branch.head = mg.source_tip.id
@@ -416,21 +498,26 @@ class TreeManager(object):
         collect_garbage(self.m, tree)
 
     def _three_way(self, tree, target, name, mg, plans):
+        if mg.crypt is not None:
+            mg.crypt.activate()
         branch = self._ensure_branch(tree, target, mg.target_tip)
         snap_id = new_id()
         self.m.store.make_dir(self.m.store.snapshot_dir(snap_id))
         disks = []
         for disk in mg.target_tip.disk_files:
             path = self.m.store.overlay_path(snap_id, disk.device)
-            self.m.qemu_img.create_overlay(path, disk.file_path, disk.format)
+            if disk.device in mg.encrypted:       # written with the key: the source's bytes go in encrypted
+                mg.crypt.create_overlay(path, disk.file_path, disk.format)
+            else:
+                self.m.qemu_img.create_overlay(path, disk.file_path, disk.format)
             os.chmod(path, 0o600)
             if disk.device in plans:
-                apply_merge(self.m.qemu_img, mg.source_tip.disk(disk.device).file_path, path, plans[disk.device].copy)
+                apply_merge(mg.qemu_img, mg.source_tip.disk(disk.device).file_path, path, plans[disk.device].copy)
             disks.append(SnapshotDisk(disk.device, path, 'qcow2', disk.file_path))
         crash_point(MERGE_WRITTEN)
         snap = VmSnapshot(snap_id, self.m.domain.name, name, 'disk_only', int(time.time()), 'shutoff', disks,
                           description='merge of %s into %s' % (mg.source_tip.name, target),
-                          parent_snapshot=mg.target_tip.id, merge_parents=[mg.source_tip.id])
+                          parent_snapshot=mg.target_tip.id, merge_parents=[mg.source_tip.id], encrypted=bool(mg.encrypted))
         self.m.store.save_snapshot_xml(snap_id, self._snapshot_xml(snap, mg.target_tip.name))
         tree.add(snap, make_current=mg.active)
         self._carry_over(mg, snap)
