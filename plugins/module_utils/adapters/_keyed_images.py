@@ -89,6 +89,10 @@ def secret_object(key_file, secret_id=SECRET_ID):
     return 'secret,id=%s,file=%s' % (secret_id, os.path.abspath(key_file).replace(',', ',,'))
 
 
+# qemu-img subcommands that change no image (any other one through run() forgets remembered maps)
+READ_ONLY = ('info', 'map', 'measure', 'compare')
+
+
 class KeyedQemuImg(object):
     """qemu-img calls (through the one runner, a QemuImg) on images whose chains hold LUKS layers,
     all opened with the key in `key_file`. Images without encrypted layers work the same way."""
@@ -97,8 +101,8 @@ class KeyedQemuImg(object):
         self.qemu_img = qemu_img
         self.key_file = key_file
         # Each map opens every LUKS layer of the chain (a PBKDF2 of ITER_TIME_MS each). A merge maps
-        # the same images several times while planning, and changes them only through copy_bytes and
-        # rebase here, which forget what was remembered; other callers leave this off.
+        # the same images several times while planning; every write through run() forgets what was
+        # remembered; other callers leave this off.
         self.maps = {} if remember_maps else None
 
     def spec(self, path, fmt=None, backing=True):
@@ -107,7 +111,11 @@ class KeyedQemuImg(object):
     def name(self, path, fmt=None, backing=True):
         return spec_name(self.spec(path, fmt, backing))
 
-    def run(self, subcommand, *args):
+    def run(self, subcommand, *args, **kwargs):
+        """qemu-img `subcommand` with the key's secret object; `changes=False` for a write into
+        scratch space (an extracted window), which keeps the remembered maps."""
+        if kwargs.get('changes', subcommand not in READ_ONLY):
+            self._changed()
         try:
             return self.qemu_img.run(subcommand, '--object', secret_object(self.key_file), *args)
         except QemuImgFailed as e:
@@ -172,27 +180,12 @@ class KeyedQemuImg(object):
     def extract(self, path, fmt, offset, length, dest):
         """Bytes [offset, offset+length) of the disk `path` shows, in clear, into a new raw file `dest`:
         the caller puts `dest` where clear data may be (a private tmpfs directory)."""
-        self.run('convert', '-U', '-f', 'raw', '-O', 'raw', self.window(path, fmt, offset, length), dest)
+        self.run('convert', '-U', '-f', 'raw', '-O', 'raw', self.window(path, fmt, offset, length), dest, changes=False)
 
     def copy_bytes(self, source, source_fmt, dest, dest_fmt, offset, length):
         """QemuImg.copy_bytes with both chains keyed: into a LUKS `dest` the bytes go encrypted."""
-        self._changed()
         self.run('convert', '-U', '-n', '-f', 'raw', '-O', 'raw', self.window(source, source_fmt, offset, length),
                  self.window(dest, dest_fmt, offset, length))
-
-    def rebase(self, path, backing, backing_format, fmt='qcow2', unsafe=False):
-        """The header-only rebase (`unsafe`) of `path`, which qemu-img opens with the key when it is LUKS;
-        a safe rebase of encrypted layers is not offered (it would read and write through two chains)."""
-        if not unsafe:
-            raise QemuImgFailed('a safe rebase of %s with the key is not supported' % path)
-        self._changed()
-        info = self.qemu_img.info(path, fmt)
-        if not image_encrypted(info):
-            return self.qemu_img.rebase(path, backing, backing_format, fmt, unsafe=True)
-        spec = {'driver': fmt, 'encrypt': {'format': 'luks', 'key-secret': SECRET_ID},
-                'file': {'driver': 'file', 'filename': os.path.abspath(path)}}
-        target = ['-F', backing_format, '-b', backing] if backing else ['-b', '']
-        self.run(*(['rebase', '-q', '-u'] + target + [spec_name(spec)]))
 
     def convert(self, spec, dest, out_fmt='qcow2', encrypt=False, options=None, rate=None, iter_time=ITER_TIME_MS):
         """Flatten the disk the json: `spec` shows into a new image `dest`; with `encrypt` (qcow2 only)

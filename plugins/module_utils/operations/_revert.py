@@ -20,7 +20,6 @@ import binascii
 import os
 import time
 
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _luks
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._save_image import read_xml, write_xml
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import OVERLAY_RESERVE, copy_file, require_free
