@@ -28,7 +28,7 @@ description:
   - Encrypted snapshots (see C(docs/encryption.md)) are verified with O(key_file) - their checksums
     are of the files' bytes (no key needed), while C(qemu-img check) opens each LUKS layer with the
     key. Without O(key_file) a domain with encrypted snapshots or disks is refused, as is a wrong key,
-    before anything is read or written. O(state=repaired) on an encrypted domain needs O(key_file) too: a
+    before anything is read or written. O(state=repaired) on an encrypted domain needs O(key_file) too - a
     leak repair rewrites a LUKS layer's copy with the key, a moved layer's images are rebased with it, a
     recreated snapshot's overlays are LUKS-encrypted with the same key, and a layer restored from an
     identical copy is its bytes (ciphertext). Rebuilding a LUKS layer from an export bundle is not
