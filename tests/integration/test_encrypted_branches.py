@@ -103,7 +103,7 @@ def test_switch_between_encrypted_branches_keeps_disks_and_ram(crypt_guest, keys
 
     # to side: main's RAM is saved sealed; side starts on a LUKS overlay from e1's RAM (decrypted, unzipped)
     offset = len(guest.console())
-    _, at_main = leaving(guest, lambda: ok(TREE, guest, key_file=good, **args))
+    at_main = leaving(guest, lambda: ok(TREE, guest, key_file=good, **args))[1]
     assert_ram_restored(guest, offset, at_e1)
     assert_markers(guest, 1)
     assert top(guest)[1] and luks(top(guest)[0])
@@ -115,7 +115,7 @@ def test_switch_between_encrypted_branches_keeps_disks_and_ram(crypt_guest, keys
     # back to main: side runs on LUKS, so its RAM needs the key too
     refused(TREE, guest, 'needs key_file', state='switched', name='main')
     offset = len(guest.console())
-    _, at_side = leaving(guest, lambda: ok(TREE, guest, state='switched', name='main', key_file=good))
+    at_side = leaving(guest, lambda: ok(TREE, guest, state='switched', name='main', key_file=good))[1]
     assert_ram_restored(guest, offset, at_main)
     assert_markers(guest, 2)
     assert guest.read_marker('vda', SIDE, 12) == ''
@@ -187,10 +187,10 @@ def test_switch_to_a_compressed_memory_snapshot_needs_no_key(make_guest):
     guest = make_guest(disks=1)
     write_markers(guest, 1)
     guest.wait_tick(2)
-    _, at_z = ticks_around(guest, lambda: ok(SNAP, guest, name='z', snapshot_type='memory', memory_compression='zstd'))
+    at_z = ticks_around(guest, lambda: ok(SNAP, guest, name='z', snapshot_type='memory', memory_compression='zstd'))[1]
     write_markers(guest, 2)
     offset = len(guest.console())
-    _, at_main = leaving(guest, lambda: ok(TREE, guest, state='branched', name='zb', switch=True, **{'from': 'z'}))
+    at_main = leaving(guest, lambda: ok(TREE, guest, state='branched', name='zb', switch=True, **{'from': 'z'}))[1]
     assert_ram_restored(guest, offset, at_z)
     assert_markers(guest, 1)
     root = os.path.join(guest.storage_dir, guest.name)
