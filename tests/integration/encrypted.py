@@ -7,11 +7,13 @@ layers read or damaged with the key (the fixtures `keys` and `crypt_guest` are i
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import struct
 import subprocess
+
+from testbed import file_sha256
+
 
 KEY = b'nova-test passphrase 7f3a9c\n'
 TOKEN = KEY.strip().decode()
@@ -22,20 +24,12 @@ def contains(path, token):
     return subprocess.run(['grep', '-c', '-a', '-F', token, path], capture_output=True, check=False).returncode == 0
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def store_bytes(guest):
     """{path: sha256} of every file of the guest's store (its audit trail aside) and of the images
     under its directory (its own, a tier's): a refused task must leave all of them as they were."""
     paths = glob.glob(os.path.join(guest.storage_dir, '**'), recursive=True) + \
         glob.glob(os.path.join(guest.dir, '**', '*.qcow2'), recursive=True)
-    return dict((p, sha256(p)) for p in paths
+    return dict((p, file_sha256(p)) for p in paths
                 if os.path.isfile(p) and not os.path.islink(p) and not os.path.basename(p).startswith('audit.log'))
 
 

@@ -20,9 +20,9 @@ import shutil
 import subprocess
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import secret_uuid
-from encrypted import (BOOT_TIMEOUT, TOKEN, assert_clean, assert_not_in_clear, boot, flip_luks_data_byte, leak_luks_clusters, secret_arg, sha256, spec,
+from encrypted import (BOOT_TIMEOUT, TOKEN, assert_clean, assert_not_in_clear, boot, flip_luks_data_byte, leak_luks_clusters, secret_arg, spec,
                        store_bytes)
-from testbed import assert_markers, guest_task, run_tasks, write_markers
+from testbed import assert_markers, file_sha256, guest_task, run_tasks, write_markers
 
 SNAP = 'nova.snapshots.nova_snapshot'
 CHAIN = 'nova.snapshots.nova_chain'
@@ -225,7 +225,7 @@ def test_repair_of_an_encrypted_layer(crypt_guest, keys, tmp_path):
     flip_luks_data_byte(o1, good)
     restored = ok(guest_task(VERIFY, guest, state='repaired', key_file=good, search_paths=[backup]))
     assert any('identical copy' in r for s in restored['snapshots'] for r in s['repairs'])
-    assert store_bytes(guest)[o1] == sha256(os.path.join(backup, os.path.basename(o1)))
+    assert store_bytes(guest)[o1] == file_sha256(os.path.join(backup, os.path.basename(o1)))
     assert_not_in_clear(guest, ['step2-vda', 'step3-vda'])
     boot(guest)
     assert_markers(guest, 3, last=4)

@@ -8,7 +8,6 @@ disks show afterwards."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ import struct
 import subprocess
 
 from ansible_collections.nova.snapshots.plugins.module_utils.model import _crash as crash
-from testbed import assert_markers, run_task, write_markers
+from testbed import assert_markers, file_sha256, run_task, write_markers
 
 VERIFY = 'nova.snapshots.nova_snapshot_verify'
 SNAPSHOT = 'nova.snapshots.nova_snapshot'
@@ -52,14 +51,6 @@ def checksums(guest, name):
     path = os.path.join(guest.storage_dir, guest.name, 'snapshots', record(guest, name)['id'], 'checksums.json')
     with open(path) as f:
         return json.load(f)
-
-
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def flip_allocated_byte(path):
@@ -187,11 +178,11 @@ def test_repairs_killed_part_way_are_finished_by_the_next_run(make_guest):
     snapshot(guest, 's1', snapshot_type='disk_only')
     layer = record(guest, 's1')['disk_files'][0]['file_path']
     leak_clusters(layer)
-    before = sha(layer)
+    before = file_sha256(layer)
     killed = run_task(VERIFY, dict(domain=guest.name, storage_dir=guest.storage_dir, state='repaired'),
                       environment={crash.ENV: crash.LEAKS_COPIED})
     assert killed.get('failed')
-    assert sha(layer) == before                       # the original is untouched ...
+    assert file_sha256(layer) == before                       # the original is untouched ...
     assert [f for f in os.listdir(os.path.dirname(layer)) if f.endswith('leakfix-partial')]   # ... the copy is left
     fixed = verify(guest, state='repaired')
     assert not fixed.get('failed'), fixed.get('msg')
@@ -219,16 +210,16 @@ def test_leaked_clusters_repaired_on_a_copy(make_guest):
     snapshot(guest, 's1', snapshot_type='disk_only')
     layer = record(guest, 's1')['disk_files'][0]['file_path']
     leak_clusters(layer)
-    before = sha(layer)
+    before = file_sha256(layer)
     found = verify(guest)
     assert found.get('failed') and 'leaked clusters' in found['msg']
     plan = verify(guest, check=True, state='repaired')
-    assert plan['changed'] and sha(layer) == before
+    assert plan['changed'] and file_sha256(layer) == before
     assert any(x.startswith('would repair leaked clusters') for x in by_name(plan)['s1']['repairs'])
     fixed = verify(guest, state='repaired')
     assert not fixed.get('failed'), fixed.get('msg')
     assert fixed['changed'] and by_name(fixed)['s1']['status'] == 'ok'
-    assert sha(layer) != before
+    assert file_sha256(layer) != before
     assert not [f for f in os.listdir(os.path.dirname(layer)) if 'partial' in f]
     check = json.loads(subprocess.run(['qemu-img', 'check', '--output=json', '-f', 'qcow2', layer],
                                       capture_output=True, text=True, check=False).stdout)
@@ -382,10 +373,10 @@ def test_corrupt_inner_snapshot_restored_from_a_copy_or_an_export_bundle(make_gu
     # an identical copy: planned in check mode (nothing changes), then copied back
     plan = verify(guest, check=True, state='repaired', search_paths=[str(tmp_path / 'tier')])
     assert plan['changed'] and any('identical copy' in x for x in by_name(plan)['s2']['repairs']), by_name(plan)['s2']
-    assert sha(layer) != recorded
+    assert file_sha256(layer) != recorded
     fixed = verify(guest, state='repaired', search_paths=[str(tmp_path / 'tier')])
     assert not fixed.get('failed'), fixed.get('msg')
-    assert sha(layer) == recorded
+    assert file_sha256(layer) == recorded
     assert by_name(verify(guest))['s2']['status'] == 'ok'
 
     # an export bundle: the layer rebuilt from the bundle's disk (other bytes, the same disk)

@@ -11,6 +11,7 @@ marker bytes on its disks and so prove disk state. Nothing here mocks libvirt or
 from __future__ import annotations
 
 import itertools
+import hashlib
 import json
 import os
 import re
@@ -52,6 +53,15 @@ def _sub(parent, tag, text=None, **attrs):
     if text is not None:
         node.text = str(text)
     return node
+
+
+def file_sha256(path):
+    """SHA-256 of a file on the host, read in 1 MiB blocks (images are larger than a test wants in RAM)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def domain_xml(name, disks, directory, memory_mib=192, agent=True):
