@@ -17,16 +17,13 @@ import time
 
 import libvirt
 
-import test_encryption
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import describe
-from test_encryption import KEY, clear_ram_left, contains, top
+from encrypted import KEY, contains
+from test_encryption import clear_ram_left, top
 from testbed import assert_markers, assert_ram_restored, guest_task, ticks_around, write_markers
 
 TREE = 'nova.snapshots.nova_snapshot_tree'
 SNAP = 'nova.snapshots.nova_snapshot'
-
-keys = test_encryption.keys                 # the same fixtures: a good, a wrong and an open key file
-crypt_guest = test_encryption.crypt_guest
 
 
 def ok(module, guest, **args):
