@@ -33,7 +33,7 @@ __metaclass__ = type
 import json
 import os
 
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import ITER_TIME_MS, image_encrypted, write_key_slot
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import ITER_TIME_MS, image_encrypted, luks_options, write_key_slot
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import MapExtent, QemuImgFailed
 
 SECRET_ID = 'nova-key0'
@@ -197,7 +197,7 @@ class KeyedQemuImg(object):
         if encrypt:
             if out_fmt != 'qcow2':
                 raise QemuImgFailed('an encrypted copy must be qcow2, not %s' % out_fmt)
-            opts += ['encrypt.format=luks', 'encrypt.key-secret=%s' % SECRET_ID, 'encrypt.iter-time=%d' % iter_time]
+            opts += luks_options(SECRET_ID, iter_time)
         args += ['-O', out_fmt]
         if opts:
             args += ['-o', ','.join(opts)]
@@ -274,7 +274,7 @@ class KeyedQemuImg(object):
         # so `dest` is made first, then filled (-n) through options that key every LUKS layer under it
         create = ['create', '-q', '-u', '-f', 'qcow2', '-F', backing_format, '-b', backing]
         if encrypted:
-            create += ['-o', 'encrypt.format=luks,encrypt.key-secret=%s,encrypt.iter-time=%d' % (SECRET_ID, ITER_TIME_MS)]
+            create += ['-o', ','.join(luks_options(SECRET_ID))]
         elif compression:
             create += ['-o', 'compression_type=%s' % compression]
         old = os.umask(0o077)       # private from the start

@@ -42,6 +42,11 @@ CALIBRATION_FAILED = 'Unable to get accurate CPU usage'
 CALIBRATION_ATTEMPTS = 20
 
 
+def luks_options(secret_id, iter_time=ITER_TIME_MS):
+    """qemu-img's creation options for a LUKS-encrypted qcow2 whose passphrase is the secret object `secret_id`."""
+    return ['encrypt.format=luks', 'encrypt.key-secret=%s' % secret_id, 'encrypt.iter-time=%d' % iter_time]
+
+
 def write_key_slot(run, dest):
     """`run()`, a qemu-img command that writes a new LUKS image `dest`, tried again while QEMU's
     PBKDF2 calibration fails; any other failure, or the last one, is raised."""
@@ -108,6 +113,6 @@ def create_overlay(qemu_img, path, backing, backing_format, size, key_file):
     if not os.path.isabs(backing):
         raise QemuImgFailed('refusing a relative backing path %r for %s' % (backing, path))
     args = ('create', '-q', '-u', '-f', 'qcow2', '--object', 'secret,id=nova-sec0,file=%s' % key_file,
-            '-o', 'encrypt.format=luks,encrypt.key-secret=nova-sec0,encrypt.iter-time=%d' % ITER_TIME_MS,
+            '-o', ','.join(luks_options('nova-sec0')),
             '-F', backing_format, '-b', backing, path, str(size))
     write_key_slot(lambda: qemu_img.run(*args), path)
