@@ -154,10 +154,12 @@ class Guest:
 
         `timeout` counts from the console's last new output: a guest that boots in 3 s alone takes
         minutes when other guests hold the two cores (a fresh-machine run beside three sessions'
-        tests saw load 14), and is slow, not hung, as long as it keeps printing; `limit` caps it."""
+        tests saw load 14), and is slow, not hung, as long as it keeps printing; `limit` caps it. The
+        longest silence is before a boot's first line (firmware, kernel and initrd under TCG): CI saw
+        a restarted guest print nothing for 60 s, so the wait for that first line is twice as long."""
         want = self._boots_seen + 1
         start = time.time()
-        deadline, seen = start + timeout, None
+        deadline, seen = start + 2 * timeout, len(self.console())
         while time.time() < min(deadline, start + limit):
             text = self.console()
             if len(text) != seen:
@@ -173,8 +175,8 @@ class Guest:
                 self.agent_port = agent
                 return
             time.sleep(0.2)
-        raise GuestError('guest %s not ready after %.0f s (%d s without new console output at most); console:\n%s'
-                         % (self.name, time.time() - start, timeout, self.console()[-2000:]))
+        raise GuestError('guest %s (%s) not ready after %.0f s (%d s without new console output at most); console:\n%s'
+                         % (self.name, self.state, time.time() - start, timeout, self.console()[-2000:]))
 
     def note_restored(self):
         """A restore from a memory image does not boot, so the next ready line is a new boot's."""
