@@ -34,9 +34,8 @@ import json
 import os
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import ITER_TIME_MS, image_encrypted, luks_options, write_key_slot
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import MapExtent, QemuImgFailed
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import SECRET_ID, MapExtent, QemuImgFailed
 
-SECRET_ID = 'nova-key0'
 LUKS_HEADER_BYTES = 4 * 1024 * 1024     # a LUKS header with 8 key slots takes about 2 MiB
 WRONG_KEY = 'cannot unlock any keyslot'
 
@@ -104,9 +103,12 @@ class KeyedQemuImg(object):
         # the same images several times while planning; every write through run() forgets what was
         # remembered; other callers leave this off.
         self.maps = {} if remember_maps else None
+        # {image: ImageInfo} of images whose header names its backing by a json: chain (a keyed
+        # rebase killed between its two calls): the header is rewritten before the next write
+        self.unsettled = {}
 
     def spec(self, path, fmt=None, backing=True):
-        return chain_spec(path, self.qemu_img.chain(path, fmt), backing=backing)
+        return chain_spec(path, self.chain(path, fmt), backing=backing)
 
     def name(self, path, fmt=None, backing=True):
         return spec_name(self.spec(path, fmt, backing))
@@ -153,6 +155,17 @@ class KeyedQemuImg(object):
     def _changed(self):
         if self.maps is not None:
             self.maps.clear()
+        self._settle()
+
+    def _settle(self):
+        """Finish what a killed keyed rebase began: each header seen naming its backing by our json:
+        chain gets the plain path (the same image) before anything else is written. Never in check
+        mode or a read: only a write calls this, and the chain reads right until then."""
+        while self.unsettled:
+            path, info = self.unsettled.popitem()
+            alone = spec_name(chain_spec(path, [info], backing=False))
+            self.qemu_img.run('rebase', '-q', '-u', '--object', secret_object(self.key_file),
+                              '-F', info.backing_format or 'qcow2', '-b', info.backing_file, alone)
 
     def compare(self, spec_a, spec_b):
         """True when the disks the json: specs (or images, opened through their chains) show are byte
@@ -168,10 +181,18 @@ class KeyedQemuImg(object):
 
     # -- what operations/_merge.py asks of a QemuImg ----------------------------------------------
     def info(self, path, fmt=None):
-        return self.qemu_img.info(path, fmt)        # a header: no key needed
+        info = self.qemu_img.info(path, fmt)        # a header: no key needed
+        if info.header_backing != info.backing_file:
+            self.unsettled[os.path.abspath(path)] = info
+        return info
 
     def chain(self, path, fmt=None):
-        return self.qemu_img.chain(path, fmt)
+        infos = self.qemu_img.chain(path, fmt)
+        names = [os.path.abspath(path)] + [i.backing_file for i in infos[:-1]]
+        for name, info in zip(names, infos):
+            if info.header_backing != info.backing_file:
+                self.unsettled[name] = info
+        return infos
 
     def window(self, path, fmt, offset, length):
         """The json: name of bytes [offset, offset+length) of the disk `path` shows, its chain keyed."""
@@ -224,13 +245,13 @@ class KeyedQemuImg(object):
         """QemuImg.rebase on a chain with LUKS layers: `path` keeps what a guest sees (unsafe=True:
         only its header changes) while its backing becomes `backing` (or none)."""
         # the header only: the image opened alone (its backing, which may be gone, is not read)
-        alone = spec_name(chain_spec(path, [self.qemu_img.info(path, fmt)], backing=False))
+        alone = spec_name(chain_spec(path, [self.info(path, fmt)], backing=False))
         if unsafe:
             self.run(*(['rebase', '-q', '-u'] + (['-F', backing_format] if backing else []) + ['-b', backing or '', alone]))
             return
-        infos = self.qemu_img.chain(path, fmt)
+        infos = self.chain(path, fmt)
         source = spec_name(chain_spec(path, infos))
-        new = self.qemu_img.chain(backing, backing_format) if backing else []
+        new = self.chain(backing, backing_format) if backing else []
         if not any(image_encrypted(i) for i in new):
             self.run(*(['rebase', '-q'] + (['-F', backing_format] if backing else []) + ['-b', backing or '', source]))
             return
@@ -246,7 +267,7 @@ class KeyedQemuImg(object):
         `qemu-img commit -b` cannot find an image by its name in a json: chain, so the layers are
         committed one at a time, each into the image below it, down to `base`: the images between
         are written too (the callers merge those away)."""
-        infos = self.qemu_img.chain(top, fmt)
+        infos = self.chain(top, fmt)
         names = [os.path.realpath(top)] + [os.path.realpath(i.backing_file) for i in infos[:-1] if i.backing_file]
         if os.path.realpath(base) not in names[1:]:
             raise QemuImgFailed('%s is not below %s in its backing chain' % (base, top))
@@ -262,7 +283,7 @@ class KeyedQemuImg(object):
         """QemuImg.rewrite_layer on a chain with LUKS layers: a new image `dest` with `path`'s own data
         on the same backing, LUKS-encrypted (same key) when `path` is; zeros dropped. An encrypted
         layer is not compressed: qcow2 cannot compress encrypted clusters."""
-        infos = self.qemu_img.chain(path, 'qcow2')
+        infos = self.chain(path, 'qcow2')
         if not any(image_encrypted(i) for i in infos):
             return self.qemu_img.rewrite_layer(path, dest, backing, backing_format, compression, rate)
         encrypted = image_encrypted(infos[0])

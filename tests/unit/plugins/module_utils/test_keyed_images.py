@@ -19,7 +19,7 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_ima
     chain_spec,
     secret_object,
 )
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import ImageInfo, QemuImg, QemuImgFailed
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import ImageInfo, QemuImg, QemuImgFailed, plain_filename
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._luks import CALIBRATION_ATTEMPTS, CALIBRATION_FAILED, write_key_slot
 
 KEY = b'unit-test passphrase 91c2\n'
@@ -230,3 +230,55 @@ def test_keyed_rebase_commit_and_rewrite_keep_what_the_chain_shows(luks_chain, t
     os.rename(l1, l1 + '.moved')
     keyed.rebase(dest, l1 + '.moved', 'qcow2', unsafe=True)
     assert keyed.qemu_img.info(dest).backing_file == l1 + '.moved' and _pattern(keyed, dest, 0, 0x11)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.skipif(shutil.which('qemu-img') is None, reason='needs qemu-img')
+def test_a_rebase_killed_between_its_two_calls_is_read_right_and_finished_by_the_next_write(luks_chain, tmp_path):
+    keyed, base, (l1, l2, l3) = luks_chain
+    calls = []
+
+    def killed_after_the_first_rebase(cmd, environ_update=None):
+        if cmd[1] == 'rebase' and any(c[1] == 'rebase' for c in calls):
+            raise Killed(' '.join(cmd))
+        calls.append(cmd)
+        return run_command(cmd, environ_update)
+
+    dying = KeyedQemuImg(QemuImg(killed_after_the_first_rebase), keyed.key_file)
+    with pytest.raises(Killed):
+        dying.rebase(l3, l1, 'qcow2')
+    header = json.loads(subprocess.check_output(['qemu-img', 'info', '-U', '--output=json', l3]))['full-backing-filename']
+    assert header.startswith('json:') and SECRET_ID in header      # what the killed run left
+
+    # read without the key (check mode, info modules): the chain is the one the json: name opens
+    plain = QemuImg(run_command)
+    assert [i.filename for i in plain.chain(l3)] == [l3, l1, base]
+    assert plain.info(l3).backing_file == l1 and plain.info(l3).header_backing == header
+    # read with it: the data is all there, nothing is written by reading
+    fresh = KeyedQemuImg(plain, keyed.key_file)
+    assert all(_pattern(fresh, l3, i << 16, 0x11 * (i + 1)) for i in range(3))
+    assert plain.info(l3).header_backing == header and fresh.unsettled
+    # the next write through a keyed runner first puts the plain path in the header
+    fresh.repair_leaks(l3)
+    assert plain.info(l3).header_backing == l1 and not fresh.unsettled
+    assert all(_pattern(fresh, l3, i << 16, 0x11 * (i + 1)) for i in range(3))
+
+
+def test_only_json_names_of_our_own_making_are_read_as_their_path():
+    ours = 'json:' + json.dumps({'driver': 'qcow2', 'encrypt': {'format': 'luks', 'key-secret': SECRET_ID},
+                                 'file': {'driver': 'file', 'filename': '/s/l1.qcow2'},
+                                 'backing': {'driver': 'raw', 'file': {'driver': 'file', 'filename': '/s/base.raw'}}})
+    flat = 'json:{"encrypt.key-secret": "%s", "driver": "qcow2", "file": {"driver": "file", "filename": "/s/l1.qcow2"}}' % SECRET_ID
+    assert plain_filename(ours) == plain_filename(flat) == '/s/l1.qcow2'
+    not_ours = [
+        'json:{"driver": "qcow2", "file": {"driver": "file", "filename": "/s/l1.qcow2"}}',         # no secret of ours
+        'json:{"driver": "raw", "offset": 0, "size": 4096, "key-secret": "%s", '
+        '"file": {"driver": "file", "filename": "/s/l1.qcow2"}}' % SECRET_ID,                       # a byte window
+        'json:{"driver": "qcow2", "key-secret": "%s", "file": {"driver": "nbd", "host": "h"}}' % SECRET_ID,
+        'json:{"driver": "qcow2", "key-secret": "%s", "file": {"filename": "rel.qcow2"}}' % SECRET_ID,
+        'json:[1, "%s"]' % SECRET_ID, 'json:{not json %s' % SECRET_ID, '/s/l1.qcow2', None,
+    ]
+    assert [plain_filename(n) for n in not_ours] == not_ours
