@@ -29,9 +29,10 @@ from lxml import etree
 from common import URI, manager  # first: it puts the collection on sys.path
 import testbed
 import large
-from large import Base, dirty, growth, large_guest, live_write, measured, peer, qemu, report, write_pattern
+from large import MIB, Base, dirty, growth, large_guest, live_write, measured, peer, qemu, report, write_pattern
 from bench_chain import build_chain, guest_on
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._qemu_img import byte_window  # noqa: E402
 from ansible_collections.nova.snapshots.plugins.module_utils.model._query import Filter  # noqa: E402
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._branches import TreeManager  # noqa: E402
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._consolidate import plan_consolidate  # noqa: E402
@@ -261,8 +262,32 @@ def bench_merge(conn, mib, times):
         report('merge_branches_%s_each' % size_name(mib), mine, theirs, changed_mib=mib,
                layer_bytes=sum(os.path.getsize(p) for p in layers))
         times.setdefault('merge_branches', []).append((mib, mine.seconds))
+        # the floor measured: QEMU's own tools doing the merge's data work, each step once per plan that does it
+        report('merge_branches_vs_qemu_img_%s_each' % size_name(mib), mine, merge_floor(guest, layers, mib), changed_mib=mib)
     finally:
         guest.cleanup()
+
+
+def merge_floor(guest, layers, mib):
+    """The data work of that merge, done by qemu-img: map both chains (two plans), compare the range
+    both branches changed (half of `mib`, equal bytes) twice (the merge and the carry of the target's
+    own writes compare different images), and copy the source's own range into a new image."""
+    half, own = mib // 2, mib - mib // 2
+    windows = [byte_window(p, 'qcow2', half * MIB, half * MIB) for p in layers]
+
+    def compare():
+        proc = subprocess.run(['qemu-img', 'compare', '-q', '-U', '-f', 'raw', '-F', 'raw'] + windows, capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError('the overlap should be equal: %s' % proc.stderr.decode(errors='replace'))
+    scratch = os.path.join(guest.dir, 'floor.qcow2')
+    maps = [['qemu-img', 'map', '-U', '--output=json', '-f', 'qcow2', p] for p in layers]
+    try:
+        return peer(*(maps + maps + [compare, compare] +
+                      [['qemu-img', 'convert', '-U', '-f', 'raw', '-O', 'qcow2', byte_window(layers[1], 'qcow2', mib * MIB, own * MIB),
+                        scratch]]))
+    finally:
+        if os.path.exists(scratch):
+            os.unlink(scratch)
 
 
 # -- consolidation of a 16-layer chain -------------------------------------------------------------------

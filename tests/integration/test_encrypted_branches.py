@@ -18,6 +18,7 @@ import time
 import libvirt
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import describe
+from ansible_collections.nova.snapshots.plugins.module_utils.model import _crash as crash
 from encrypted import KEY, contains
 from test_encryption import clear_ram_left, top
 from testbed import assert_markers, assert_ram_restored, guest_task, ticks_around, write_markers
@@ -98,10 +99,19 @@ def test_switch_between_encrypted_branches_keeps_disks_and_ram(crypt_guest, keys
     assert guest.state == 'running'
     assert_markers(guest, 2)
 
-    # to side: main's RAM is saved sealed; side starts on a LUKS overlay from e1's RAM (decrypted, unzipped)
+    # to side, the task killed after libvirt saved main's RAM into tmpfs and before it was sealed:
+    # the VM is stopped and its RAM is only there, in clear, in memory. The re-run seals it and goes
+    # on: side starts on a LUKS overlay from e1's RAM (decrypted, unzipped)
     offset = len(guest.console())
-    at_main = leaving(guest, lambda: ok(TREE, guest, key_file=good, **args))[1]
+    killed, at_main = leaving(guest, lambda: guest_task(TREE, guest, key_file=good, environment={crash.ENV: crash.SWITCH_RAM_SAVED},
+                                                        **args))
+    assert killed.get('failed') or killed.get('unreachable'), killed
+    assert guest.state == 'shutoff' and any('/nova-mem-save-' in p for p in clear_ram_left(guest, shm_before))
+    ok(TREE, guest, key_file=good, **args)
     assert_ram_restored(guest, offset, at_e1)
+    # nothing clear is left in tmpfs: main's RAM sealed, and e1's decrypted RAM the killed run had
+    # opened for side's start removed by the re-run (its owner was gone)
+    assert clear_ram_left(guest, shm_before) == []
     assert_markers(guest, 1)
     assert top(guest)[1] and luks(top(guest)[0])
     main_ram = os.path.join(guest.storage_dir, guest.name, 'branches', 'main', 'memory.save')

@@ -30,6 +30,7 @@ HOLD_LIMIT = 60
 
 DELETE_MERGED = 'delete-merged'               # a deleted snapshot's layer merged, libvirt not told yet
 SWITCH_PLANNED = 'switch-planned'             # a switch's plan written, nothing done yet
+SWITCH_RAM_SAVED = 'switch-ram-saved'         # the RAM of a VM on encrypted disks saved into tmpfs, not yet sealed
 SWITCH_LEFT = 'switch-left'                   # the branch left behind saved (RAM, disks)
 SWITCH_UP = 'switch-up'                       # the other branch running, the tree not yet final
 MERGE_WRITTEN = 'merge-written'               # merged blocks written into the result's overlay
@@ -41,7 +42,7 @@ LEAKS_COPIED = 'verify-leaks-copied'          # a leak-repaired copy proven equa
 MOVED_REBASED = 'verify-moved-rebased'        # the images above a moved file repointed, the records not yet
 RECREATE_FILES = 'verify-recreate-files'      # a recreated snapshot's new files in place, the store not switched yet
 
-ALL = (DELETE_MERGED, SWITCH_PLANNED, SWITCH_LEFT, SWITCH_UP, MERGE_WRITTEN, MERGE_RECORDED,
+ALL = (DELETE_MERGED, SWITCH_PLANNED, SWITCH_RAM_SAVED, SWITCH_LEFT, SWITCH_UP, MERGE_WRITTEN, MERGE_RECORDED,
        CONSOLIDATE_MERGED, ACTIVE_COMMIT_READY, VM_STOPPED, LEAKS_COPIED, MOVED_REBASED, RECREATE_FILES)
 
 

@@ -28,9 +28,11 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations._encrypt
     TMPFS,
     Crypt,
     OpenMemory,
-    memory_scratch,
+    save_scratch,
+    saved_ram,
     seal_memory,
 )
+from ansible_collections.nova.snapshots.plugins.module_utils.model._crash import SWITCH_RAM_SAVED, crash_point
 
 
 def chain_encrypted(m, path):
@@ -112,15 +114,31 @@ class BranchKeys(object):
             self.m.domain.save(dest)
             os.chmod(dest, 0o600)
             return
-        memory_bytes = self.m.domain_xml().memory_bytes
-        scratch, _remove = memory_scratch(self.m, os.path.dirname(dest), memory_bytes, True)
+        scratch = save_scratch(dest, self.m.domain_xml().memory_bytes)
         try:
             raw = os.path.join(scratch, 'memory.raw')
             self.m.domain.save(raw)
+            crash_point(SWITCH_RAM_SAVED)
             seal_memory(raw, dest, self.crypt.key, 'none')
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         os.chmod(dest, 0o600)
+
+    def recover_ram(self, dest):
+        """A switch killed after libvirt saved the VM's RAM in clear into tmpfs (save_ram; the VM is
+        stopped) and before it was sealed: seal it into `dest` now. False when nothing was left (a
+        reboot empties tmpfs: the RAM is gone, the disks are as they were, as after a power cut)."""
+        left = saved_ram(dest)
+        if left is None:
+            return False
+        if self.crypt is None:        # planning refuses this first
+            raise Refused('the RAM a killed switch left is sealed with the key: give key_file; nothing was changed')
+        try:
+            seal_memory(left[1], dest, self.crypt.key, 'none')
+        finally:
+            shutil.rmtree(left[0], ignore_errors=True)
+        os.chmod(dest, 0o600)
+        return True
 
     # -- merge --------------------------------------------------------------------------------
     def merge_images(self, encrypted):

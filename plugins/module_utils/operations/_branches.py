@@ -229,6 +229,11 @@ class TreeManager(object):
                         keys.save_ram(leaving.memory_file, seal=keys.active_encrypted())
                     else:
                         self.m.domain.destroy()
+                elif leaving.memory_file and not os.path.exists(leaving.memory_file):
+                    # a run killed after the VM's RAM was saved into tmpfs, before it was sealed
+                    if not keys.recover_ram(leaving.memory_file):
+                        leaving.memory_file, leaving.vm_state = None, 'shutoff'
+                        self.m.store.save(tree)
                 crash_point(SWITCH_LEFT)
                 # 4. Bring the target up: resumed as it was left, or new on its base snapshot.
                 try:

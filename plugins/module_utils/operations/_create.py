@@ -16,8 +16,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import shutil
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _scratch
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import MEMORY_MARGIN, OVERLAY_RESERVE, copy_file, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._snapshot_xml import SnapshotXML
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, Refused
@@ -182,7 +182,7 @@ def create(m, tree, snap_id, name, snapshot_type, dom, targets, with_memory, des
             m.domain.redefine_snapshot(made.to_string(), current=True)
     finally:
         if remove_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+            _scratch.remove(scratch)
         for path in made_here:      # libvirt did not take them
             if os.path.exists(path):
                 os.unlink(path)

@@ -21,12 +21,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import binascii
+import hashlib
 import json
 import os
-import shutil
-import tempfile
 
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _luks, _memory_codec
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _luks, _memory_codec, _scratch
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters._save_image import MAGIC as SAVE_COMPLETE
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_images import KeyedQemuImg
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._files import MEMORY_MARGIN, install, require_free
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyfile import key_verifier, read_key_file
@@ -278,7 +278,38 @@ def memory_scratch(m, snap_dir, memory_bytes, encrypted):
     if not encrypted:
         return snap_dir, False
     require_free(TMPFS, memory_bytes * MEMORY_MARGIN, 'the RAM state, held in memory (tmpfs) until it is encrypted')
-    return tempfile.mkdtemp(prefix='nova-mem-', dir=TMPFS), True
+    return _scratch.make('nova-mem-', TMPFS), True
+
+
+def _save_dir(dest):
+    return os.path.join(TMPFS, 'nova-mem-save-%s' % hashlib.sha256(os.path.realpath(dest).encode()).hexdigest()[:20])
+
+
+def save_scratch(dest, memory_bytes):
+    """The private tmpfs directory the RAM of a VM on encrypted disks is saved into before it is
+    sealed into `dest`. Its name comes from `dest`, so a run killed between libvirt's save (the VM is
+    stopped then) and the seal finds the RAM there (saved_ram) instead of losing it."""
+    require_free(TMPFS, memory_bytes * MEMORY_MARGIN, 'the RAM state, held in memory (tmpfs) until it is encrypted')
+    scratch = _save_dir(dest)
+    try:
+        os.mkdir(scratch, 0o700)
+    except FileExistsError:
+        if os.path.islink(scratch) or os.stat(scratch).st_uid != os.getuid():
+            raise Refused('%s is not a directory of this user; refusing to save RAM into it' % scratch)
+        os.chmod(scratch, 0o700)
+    return scratch
+
+
+def saved_ram(dest):
+    """(scratch directory, the complete clear save image in it) a killed run left for `dest`, or None."""
+    scratch = _save_dir(dest)
+    raw = os.path.join(scratch, 'memory.raw')
+    try:
+        with open(raw, 'rb') as f:
+            complete = f.read(len(SAVE_COMPLETE)) == SAVE_COMPLETE
+    except OSError:
+        return None
+    return (scratch, raw) if complete else None
 
 
 def seal_memory(raw, dest, key, compression):
@@ -310,9 +341,9 @@ class OpenMemory(object):
         if is_encrypted:
             need = m.domain_xml(inactive=True).memory_bytes * MEMORY_MARGIN
             require_free(TMPFS, need, 'the decrypted RAM state (held in memory only)')
-            self.scratch = tempfile.mkdtemp(prefix='nova-mem-', dir=TMPFS)
+            self.scratch = _scratch.make('nova-mem-', TMPFS)
         else:
-            self.scratch = tempfile.mkdtemp(prefix='.nova-mem-', dir=m.store.root)
+            self.scratch = _scratch.make('.nova-mem-', m.store.root)
         self.path = os.path.join(self.scratch, 'memory.save')
         try:
             _memory_codec.decode(memory_file, self.path, key=crypt.key if (crypt and (is_encrypted or encrypted)) else None)
@@ -322,5 +353,5 @@ class OpenMemory(object):
 
     def close(self):
         if self.scratch:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            _scratch.remove(self.scratch)
             self.scratch = None

@@ -20,9 +20,8 @@ __metaclass__ = type
 
 import bisect
 import os
-import shutil
-import tempfile
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _scratch
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Conflict, Failed, Refused
 
 POLICIES = ('fail', 'source', 'target')
@@ -239,7 +238,7 @@ def _compare(qemu_img, source, target, fmt, spans, granularity, tmpdir, views=(N
     identical, different = [], []
     if not spans:
         return identical, different
-    scratch = tempfile.mkdtemp(prefix='nova-merge-', dir=tmpdir)
+    scratch = _scratch.make('nova-merge-', tmpdir)
     try:
         for start, end in spans:
             for chunk_start, chunk_end in _pieces(start, end, COMPARE_CHUNK):
@@ -259,7 +258,7 @@ def _compare(qemu_img, source, target, fmt, spans, granularity, tmpdir, views=(N
         for view in views:
             if view:
                 view.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        _scratch.remove(scratch)
     return _coalesce(identical), _coalesce(different)
 
 
