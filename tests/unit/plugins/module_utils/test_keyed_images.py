@@ -233,7 +233,7 @@ def test_keyed_rebase_commit_and_rewrite_keep_what_the_chain_shows(luks_chain, t
 
 
 class Killed(Exception):
-    pass
+    """The task killed between two qemu-img calls (what SIGKILL does to a module run)."""
 
 
 @pytest.mark.skipif(shutil.which('qemu-img') is None, reason='needs qemu-img')
