@@ -53,6 +53,19 @@ options:
     type: str
     choices: [none, zstd]
     default: none
+  luks_iter_time:
+    description:
+      - With O(state=present) and an encrypted snapshot, the milliseconds of PBKDF2 work each LUKS key
+        slot of the new overlays costs to open (QEMU's C(encrypt.iter-time)). QEMU pays it again for
+        every layer of a chain at every start, restore and block job, and qemu-img for every call that
+        reads the chain.
+      - The value is kept for the domain, so every later overlay on its disks (branch switches,
+        consolidation, repairs, later snapshots) costs the same; a later task that gives another value
+        changes it for the layers made from then on. When never given, C(1000).
+      - Key stretching guards a guessable passphrase; a O(key_file) holding a long random key (as
+        C(docs/encryption.md) recommends) gains nothing from it, and a lower value makes every open
+        cheaper. Between C(10) and C(60000).
+    type: int
 requirements:
   - zstandard (on the managed node, for O(memory_compression=zstd))
 '''

@@ -337,7 +337,7 @@ def plan(manager, tree, p):
         return with_permissions(manager, tree, plan_create(
             manager, tree, p['name'], p['snapshot_type'], description=p['description'], tags=p['tags'],
             category=p['category'], disks=p['disks'], quiesce=p['quiesce'], key_file=p['key_file'],
-            encrypt=p['encrypt'], memory_compression=p['memory_compression']), p['name'], p['owner'], p['group'], p['mode'])
+            encrypt=p['encrypt'], memory_compression=p['memory_compression'], luks_iter_time=p['luks_iter_time']), p['name'], p['owner'], p['group'], p['mode'])
     if p['state'] == 'reverted':
         return plan_revert(manager, tree, p['name'], after=p['after'], force=p['force'], key_file=p['key_file'])
     return plan_delete(manager, tree, p['name'], children=p['children'], key_file=p['key_file'])

@@ -19,7 +19,7 @@ import libvirt
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import describe
 from ansible_collections.nova.snapshots.plugins.module_utils.model import _crash as crash
-from encrypted import KEY, contains
+from encrypted import ITER_TIME, KEY, contains
 from test_encryption import clear_ram_left, top
 from testbed import assert_markers, assert_ram_restored, guest_task, ticks_around, write_markers
 
@@ -88,7 +88,7 @@ def test_switch_between_encrypted_branches_keeps_disks_and_ram(crypt_guest, keys
     shm_before = set(glob.glob('/dev/shm/nova-mem-*'))
     # an encrypted snapshot with RAM, its memory file compressed too: main runs on LUKS from here
     e1, at_e1 = ticks_around(guest, lambda: ok(SNAP, guest, name='e1', snapshot_type='memory', encrypt=True,
-                                               key_file=good, memory_compression='zstd'))
+                                               key_file=good, memory_compression='zstd', luks_iter_time=ITER_TIME))
     assert describe(e1['snapshot']['memory_file']) == (True, 'zstd')
     write_markers(guest, 2)
 
@@ -155,7 +155,7 @@ def test_merge_of_an_encrypted_branch_is_seen_by_the_booted_target(crypt_guest, 
     guest, (good, wrong) = crypt_guest, keys[:2]
     guest.write_marker('vda', BASE, 'base')
     ok(SNAP, guest, name='clear', snapshot_type='disk_only')                 # before any encryption
-    ok(SNAP, guest, name='root', snapshot_type='disk_only', encrypt=True, key_file=good)
+    ok(SNAP, guest, name='root', snapshot_type='disk_only', encrypt=True, key_file=good, luks_iter_time=ITER_TIME)
     ok(TREE, guest, state='branched', name='feature', **{'from': 'root'})
     guest.write_marker('vda', M1, 'main-1')
     ok(SNAP, guest, name='m1', snapshot_type='disk_only', key_file=good)

@@ -20,8 +20,8 @@ import shutil
 import subprocess
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import secret_uuid
-from encrypted import (BOOT_TIMEOUT, TOKEN, assert_clean, assert_not_in_clear, boot, flip_luks_data_byte, leak_luks_clusters, secret_arg, spec,
-                       store_bytes)
+from encrypted import (BOOT_TIMEOUT, ITER_TIME, TOKEN, assert_clean, assert_not_in_clear, boot, flip_luks_data_byte, key_slot_iterations,
+                       leak_luks_clusters, secret_arg, spec, store_bytes)
 from testbed import assert_markers, file_sha256, guest_task, run_tasks, write_markers
 
 SNAP = 'nova.snapshots.nova_snapshot'
@@ -71,7 +71,7 @@ def encrypted_chain(guest, good, markers):
     """s1 (encrypt) on the clear base, then s2, s3: the VM runs on LUKS overlays O3 -> O2 -> O1 -> base."""
     write_markers(guest, 1)
     for step in range(1, markers):
-        snapshot(guest, 's%d' % step, good, encrypt=True)
+        snapshot(guest, 's%d' % step, good, encrypt=True, luks_iter_time=ITER_TIME)
         write_markers(guest, step + 1)
 
 
@@ -138,6 +138,8 @@ def test_optimize_and_move_encrypted_layers(crypt_guest, keys):
     assert done['space_saved'] >= 3 * 2 ** 20 and ok(again)['changed'] is False
     assert chain_of(o1)[0] == (o1, True)            # rewritten LUKS again, with the same key
     assert_clean(o1, good)
+    # at the domain's LUKS cost (luks_iter_time of its snapshots), not at the default ten times it
+    assert key_slot_iterations(o1) < 4 * key_slot_iterations(frozen(guest, 's3'))
 
     # tiers: the VM's frozen layers (LUKS files: byte copies) move; the images above are rebased with the key
     before = store_bytes(guest)

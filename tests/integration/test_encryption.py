@@ -18,7 +18,7 @@ from lxml import etree
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._memory_codec import decode, describe
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters._secrets import secret_uuid
-from encrypted import KEY, contains, decrypted, flip_luks_data_byte
+from encrypted import ITER_TIME, KEY, contains, decrypted, flip_luks_data_byte, key_slot_iterations
 from testbed import assert_markers, assert_ram_restored, guest_task, run_task, run_tasks, ticks_around, write_markers
 
 MODULE = 'nova.snapshots.nova_snapshot'
@@ -71,6 +71,12 @@ def top(guest, dev='vda'):
             return disk.find('source').get('file'), disk.find('source/encryption') is not None
 
 
+def domain_record(guest):
+    """The domain's encryption record in its store (key verifier, LUKS cost)."""
+    with open(os.path.join(guest.storage_dir, guest.name, 'encryption.json')) as f:
+        return json.load(f)
+
+
 def clear_ram_left(guest, before):
     """Files in /dev/shm scratch directories made since `before` that hold this guest's RAM (a save
     image names its domain near its start); other runs' scratch (a benchmark beside us) is not ours."""
@@ -94,15 +100,19 @@ def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
 
     # refused before anything changes: a key file others can read; encrypt without a key; internal
     # and check mode: planned, key checked, nothing written (no key verifier, no libvirt secret)
-    world_readable, no_key, internal, planned = batch(
+    world_readable, no_key, internal, cheap, not_encrypted, planned = batch(
         guest, (dict(name='s1', snapshot_type='memory', encrypt=True, key_file=world), False),
         (dict(name='s1', snapshot_type='memory', encrypt=True), False),
         (dict(name='s1', snapshot_type='internal', encrypt=True, key_file=good), False),
+        (dict(name='s1', snapshot_type='memory', encrypt=True, key_file=good, luks_iter_time=5), False),
+        (dict(name='s1', snapshot_type='memory', key_file=good, luks_iter_time=100), False),
         (dict(name='s1', snapshot_type='memory', encrypt=True, key_file=good), True))
     msg = failed(world_readable)
     assert world in msg and '0644' in msg and 'group or others' in msg
     assert 'key_file' in failed(no_key)
     assert 'internal snapshot' in failed(internal)
+    assert 'luks_iter_time must be between 10 and 60000' in failed(cheap)
+    assert 'needs encrypt: true' in failed(not_encrypted)
     assert names(guest) == []
     succeeded(planned)
     assert planned['changed'] is True and planned['diff']['after']['encrypted'] is True
@@ -121,6 +131,7 @@ def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
     info = json.loads(subprocess.run(['qemu-img', 'info', '-U', '--output=json', overlay], capture_output=True,
                                      check=True, text=True).stdout)
     assert info['format-specific']['data']['encrypt']['format'] == 'luks'
+    assert domain_record(guest)['luks_iter_time'] == 1000          # QEMU's default is 2000
 
     # the markers: step1 was in the guest's RAM (decrypting the memory file shows it), step2 is
     # written into the encrypted overlay; neither is in any file of the snapshot read raw
@@ -141,8 +152,12 @@ def test_encrypted_snapshots_round_trip(crypt_guest, keys, tmp_path):
 
     # a later snapshot on the encrypted disk is encrypted too (without encrypt: true), with the domain's key
     assert 'wrong key' in fails(guest, name='s2', snapshot_type='disk_only', key_file=wrong)
-    s2 = ok(guest, name='s2', snapshot_type='disk_only', key_file=good)['snapshot']
+    s2 = ok(guest, name='s2', snapshot_type='disk_only', key_file=good, luks_iter_time=100)['snapshot']
     assert s2['encrypted'] is True and top(guest)[1]
+    # its overlay's key slot costs about a tenth of s1's (QEMU calibrates the iterations per host,
+    # so the ratio, not the count), and the domain keeps the new cost for its later layers
+    assert key_slot_iterations(top(guest)[0]) * 4 < key_slot_iterations(overlay)
+    assert domain_record(guest)['luks_iter_time'] == 100
     # the persistent definition describes the whole chain with each encrypted layer's secret and
     # engine='qemu' (without it libvirt 9.0 cannot start the VM from that definition again)
     disk = etree.fromstring(guest.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode()).find('devices/disk')
@@ -225,7 +240,7 @@ def cleanup_imported(conn, name):
 def test_verify_and_export_encrypted_chain(crypt_guest, keys, tmp_path):
     guest, (good, wrong) = crypt_guest, keys[:2]
     write_markers(guest, 1)
-    ok(guest, name='v1', snapshot_type='disk_only', encrypt=True, key_file=good)
+    ok(guest, name='v1', snapshot_type='disk_only', encrypt=True, key_file=good, luks_iter_time=ITER_TIME)
     write_markers(guest, 2)                        # into v1's LUKS overlay, frozen by v2
     # v2 is taken by a policy: encrypt (implied: the disk is encrypted), key_file and checksum pass through
     enforced = guest_task(POLICY, guest, name='nightly', snapshot_type='disk_only', schedule=dict(daily='03:00'),

@@ -96,10 +96,11 @@ class KeyedQemuImg(object):
     """qemu-img calls (through the one runner, a QemuImg) on images whose chains hold LUKS layers,
     all opened with the key in `key_file`. Images without encrypted layers work the same way."""
 
-    def __init__(self, qemu_img, key_file, remember_maps=False):
+    def __init__(self, qemu_img, key_file, remember_maps=False, iter_time=ITER_TIME_MS):
         self.qemu_img = qemu_img
         self.key_file = key_file
-        # Each map opens every LUKS layer of the chain (a PBKDF2 of ITER_TIME_MS each). A merge maps
+        self.iter_time = iter_time      # of the LUKS layers it writes (the domain's, Crypt.iter_time)
+        # Each map opens every LUKS layer of the chain (a PBKDF2 of the layer's iter-time each). A merge maps
         # the same images several times while planning; every write through run() forgets what was
         # remembered; other callers leave this off.
         self.maps = {} if remember_maps else None
@@ -208,7 +209,7 @@ class KeyedQemuImg(object):
         self.run('convert', '-U', '-n', '-f', 'raw', '-O', 'raw', self.window(source, source_fmt, offset, length),
                  self.window(dest, dest_fmt, offset, length))
 
-    def convert(self, spec, dest, out_fmt='qcow2', encrypt=False, options=None, rate=None, iter_time=ITER_TIME_MS):
+    def convert(self, spec, dest, out_fmt='qcow2', encrypt=False, options=None, rate=None):
         """Flatten the disk the json: `spec` shows into a new image `dest`; with `encrypt` (qcow2 only)
         `dest` is a LUKS-encrypted qcow2 with the same key, so the data is never written in clear."""
         args = ['convert', '-q', '-U']
@@ -218,7 +219,7 @@ class KeyedQemuImg(object):
         if encrypt:
             if out_fmt != 'qcow2':
                 raise QemuImgFailed('an encrypted copy must be qcow2, not %s' % out_fmt)
-            opts += luks_options(SECRET_ID, iter_time)
+            opts += luks_options(SECRET_ID, self.iter_time)
         args += ['-O', out_fmt]
         if opts:
             args += ['-o', ','.join(opts)]
@@ -295,7 +296,7 @@ class KeyedQemuImg(object):
         # so `dest` is made first, then filled (-n) through options that key every LUKS layer under it
         create = ['create', '-q', '-u', '-f', 'qcow2', '-F', backing_format, '-b', backing]
         if encrypted:
-            create += ['-o', ','.join(luks_options(SECRET_ID))]
+            create += ['-o', ','.join(luks_options(SECRET_ID, self.iter_time))]
         elif compression:
             create += ['-o', 'compression_type=%s' % compression]
         old = os.umask(0o077)       # private from the start

@@ -33,6 +33,9 @@ from ansible_collections.nova.snapshots.plugins.module_utils.adapters._xml impor
 # every layer of a chain at every start, restore and block job; half of it still stretches a
 # passphrase, and a key file should hold a long random key anyway (docs/encryption.md).
 ITER_TIME_MS = 1000
+# What a task may ask for (luks_iter_time): below 10 ms QEMU's calibration rarely succeeds at all; a
+# minute per open of each layer is already more than any start of a VM can bear.
+MIN_ITER_TIME_MS, MAX_ITER_TIME_MS = 10, 60000
 
 # QEMU 7.2 times its first PBKDF2 round (2^15 iterations, a few ms) by the thread's CPU time in whole
 # milliseconds and gives up when that reads 0: about one new key slot in four on this machine, at any
@@ -106,13 +109,13 @@ def describe_chain(disk, chain, secret_uuid):
     sub_element(parent, 'backingStore')       # the end of the chain
 
 
-def create_overlay(qemu_img, path, backing, backing_format, size, key_file):
+def create_overlay(qemu_img, path, backing, backing_format, size, key_file, iter_time=ITER_TIME_MS):
     """A new LUKS-encrypted qcow2 `path` on `backing`, its passphrase read by qemu-img from `key_file`.
 
     `-u` with the size given: the backing image is not opened (it may itself be encrypted)."""
     if not os.path.isabs(backing):
         raise QemuImgFailed('refusing a relative backing path %r for %s' % (backing, path))
     args = ('create', '-q', '-u', '-f', 'qcow2', '--object', 'secret,id=nova-sec0,file=%s' % key_file,
-            '-o', ','.join(luks_options('nova-sec0')),
+            '-o', ','.join(luks_options('nova-sec0', iter_time)),
             '-F', backing_format, '-b', backing, path, str(size))
     write_key_slot(lambda: qemu_img.run(*args), path)

@@ -22,7 +22,6 @@ import os
 import shutil
 
 from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _luks, _memory_codec
-from ansible_collections.nova.snapshots.plugins.module_utils.adapters._keyed_images import KeyedQemuImg
 from ansible_collections.nova.snapshots.plugins.module_utils.model._errors import Refused
 from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import (
     TMPFS,
@@ -145,7 +144,7 @@ class BranchKeys(object):
         """(qemu-img to read and write the merge's layers with, the directory for clear scratch):
         keyed and tmpfs when anything the merge touches is encrypted."""
         if encrypted:
-            return KeyedQemuImg(self.m.qemu_img, self.crypt.key_file, remember_maps=True), TMPFS
+            return self.crypt.keyed(self.m.qemu_img, remember_maps=True), TMPFS
         return self.m.qemu_img, None
 
 

@@ -27,8 +27,9 @@ from ansible_collections.nova.snapshots.plugins.module_utils.operations import _
 
 
 def plan_create(m, tree, name, snapshot_type, description=None, tags=None, category=None,
-                disks=None, quiesce=False, key_file=None, encrypt=False, memory_compression='none'):
+                disks=None, quiesce=False, key_file=None, encrypt=False, memory_compression='none', luks_iter_time=None):
     validate_name(name)
+    _encryption.check_iter_time(luks_iter_time)
     existing = tree.by_name(name)
     state = m.domain.state
     dom = m.domain_xml()
@@ -38,7 +39,8 @@ def plan_create(m, tree, name, snapshot_type, description=None, tags=None, categ
         return same_settings(m, tree, existing, snapshot_type, description, tags, category, disks)
     snapshot_type = snapshot_type or 'external'
     tags = list(tags or [])
-    crypt = _encryption.crypt_for(m, dict(key_file=key_file), None, 'a new snapshot on them', dom=dom)
+    crypt = _encryption.crypt_for(m, dict(key_file=key_file, luks_iter_time=luks_iter_time), None,
+                                  'a new snapshot on them', dom=dom)
     # once a disk is encrypted, every later overlay on it is too
     encrypt = bool(encrypt or _encryption.encrypted_parts(m, None, dom))
     if encrypt and snapshot_type == 'internal':
@@ -46,6 +48,9 @@ def plan_create(m, tree, name, snapshot_type, description=None, tags=None, categ
                       'inside the (unencrypted) qcow2 files the domain already uses; nothing was changed')
     if encrypt and crypt is None:
         raise Refused('encrypt: true needs key_file (a file holding the passphrase, readable by root only)')
+    if luks_iter_time is not None and not encrypt:
+        raise Refused('luks_iter_time sets the cost of LUKS overlays: it needs encrypt: true (or a domain whose '
+                      'disks are already encrypted); nothing was changed')
     _encryption.check_compression(memory_compression)
 
     if snapshot_type == 'memory' and state not in ('running', 'paused'):

@@ -38,10 +38,10 @@ MEMORY_COMPRESSIONS = ('none', 'zstd')
 
 # Options of the modules that work on encrypted chains (documented by the nova.snapshots.encryption fragment).
 KEY_SPEC = dict(key_file=dict(type='path', no_log=False))
-ENCRYPTION_SPEC = dict(KEY_SPEC, encrypt=dict(type='bool', default=False),
+ENCRYPTION_SPEC = dict(KEY_SPEC, encrypt=dict(type='bool', default=False), luks_iter_time=dict(type='int'),
                        memory_compression=dict(type='str', choices=list(MEMORY_COMPRESSIONS), default='none'))
 # nova_policy's state=enforced: passed to the snapshots it takes (the nova.snapshots.encryption.policy fragment)
-POLICY_SPEC = dict(ENCRYPTION_SPEC)
+POLICY_SPEC = dict((k, v) for k, v in ENCRYPTION_SPEC.items() if k != 'luks_iter_time')   # the domain's own cost
 # nova_snapshot_export (documented by the nova.snapshots.encryption and nova.snapshots.encryption.export fragments)
 EXPORT_SPEC = dict(KEY_SPEC, encrypt=dict(type='bool', default=False), decrypt=dict(type='bool', default=False))
 
@@ -53,12 +53,25 @@ class WrongDomainKey(Refused):
 class Crypt(object):
     """The key of domain `m.domain` from `key_file`, checked against the store's verifier."""
 
-    def __init__(self, m, key_file):
+    def __init__(self, m, key_file, iter_time=None):
         self.m = m
         self.key_file = key_file
         self.key = read_key_file(key_file)
         self.secret_uuid = secret_uuid(m.domain.uuid)
+        self.requested_iter_time = check_iter_time(iter_time)
         self.check()
+
+    @property
+    def iter_time(self):
+        """Milliseconds of PBKDF2 per key slot of the LUKS layers this task writes: the task's
+        luks_iter_time, else the one the domain's record keeps (set by an earlier task), else ITER_TIME_MS."""
+        if self.requested_iter_time is not None:
+            return self.requested_iter_time
+        return (self.record() or {}).get('luks_iter_time', _luks.ITER_TIME_MS)
+
+    def keyed(self, qemu_img, remember_maps=False):
+        """The KeyedQemuImg opening the domain's LUKS layers with this key over `qemu_img`."""
+        return KeyedQemuImg(qemu_img, self.key_file, remember_maps=remember_maps, iter_time=self.iter_time)
 
     @property
     def record_path(self):
@@ -79,8 +92,12 @@ class Crypt(object):
 
     def activate(self):
         """Remember the key's verifier (first use) and give libvirt the domain's secret."""
-        if self.record() is None:
-            write_verifier(self.m.store, self.key, self.secret_uuid)
+        rec = self.record()
+        if rec is None:
+            write_verifier(self.m.store, self.key, self.secret_uuid, self.iter_time)
+        elif rec.get('luks_iter_time', _luks.ITER_TIME_MS) != self.iter_time:
+            # a task's luks_iter_time sets the cost of the domain's later layers too
+            self.m.store.replace(self.record_path, json.dumps(dict(rec, luks_iter_time=self.iter_time)))
         Secrets(self.m.hypervisor).ensure(self.secret_uuid, self.key,
                                           "nova.snapshots: LUKS key of domain '%s'" % self.m.domain.name)
 
@@ -90,28 +107,36 @@ class Crypt(object):
 
     def create_overlay(self, path, backing, backing_format):
         size = self.m.qemu_img.info(backing, backing_format).virtual_size
-        _luks.create_overlay(self.m.qemu_img, path, backing, backing_format, size, self.key_file)
+        _luks.create_overlay(self.m.qemu_img, path, backing, backing_format, size, self.key_file, self.iter_time)
 
     def describe_disk(self, disk):
         """Make the DiskXML `disk` (pointed at a new overlay) carry its chain's encryption."""
         _luks.describe_chain(disk, self.m.qemu_img.chain(disk.source_file, 'qcow2'), self.secret_uuid)
 
 
-def write_verifier(store, key, uid):
+def write_verifier(store, key, uid, iter_time=_luks.ITER_TIME_MS):
     """`<store>/encryption.json`: the key's verifier (scrypt of it with a random salt, never the key),
-    against which every later task's key_file is checked."""
+    against which every later task's key_file is checked, and the PBKDF2 cost of the domain's LUKS layers."""
     salt = os.urandom(16)
     store.make_dir(store.root)
     store.replace(os.path.join(store.root, 'encryption.json'), json.dumps(dict(
         salt=binascii.hexlify(salt).decode(), verifier=key_verifier(key, salt),
-        secret_uuid=uid, cipher='aes-256-gcm', kdf='scrypt')))
+        secret_uuid=uid, cipher='aes-256-gcm', kdf='scrypt', luks_iter_time=iter_time)))
+
+
+def check_iter_time(value):
+    """luks_iter_time as given (None: not given), refused outside what QEMU's LUKS key slots take well."""
+    if value is not None and not _luks.MIN_ITER_TIME_MS <= value <= _luks.MAX_ITER_TIME_MS:
+        raise Refused('luks_iter_time must be between %d and %d milliseconds, not %d; nothing was changed'
+                      % (_luks.MIN_ITER_TIME_MS, _luks.MAX_ITER_TIME_MS, value))
+    return value
 
 
 def crypt_for(m, params, tree=None, what='this task', dom=None):
     """The Crypt of the task's key_file, or None without one; refused when the domain's chain is
     encrypted (its snapshots in `tree`, or the disks of `dom`) and no key_file was given."""
     if params.get('key_file'):
-        return Crypt(m, params['key_file'])
+        return Crypt(m, params['key_file'], params.get('luks_iter_time'))
     encrypted = encrypted_parts(m, tree, dom)
     if encrypted:
         raise Refused("domain '%s' has encrypted %s: %s needs key_file (the key the snapshots were encrypted "
@@ -125,7 +150,7 @@ def keyed_images(m, params, tree, what):
     is refused before anything is read); None for a domain with nothing encrypted and no key_file;
     refused for an encrypted one without key_file."""
     crypt = crypt_for(m, params, tree, what, m.domain_xml())
-    return KeyedQemuImg(m.qemu_img, crypt.key_file) if crypt else None
+    return crypt.keyed(m.qemu_img) if crypt else None
 
 
 def open_chains(m, key_file, tree, what):
@@ -136,7 +161,7 @@ def open_chains(m, key_file, tree, what):
     Refused without key_file on an encrypted domain, and with a wrong key, before anything changes."""
     crypt = crypt_for(m, dict(key_file=key_file), tree, what, m.domain_xml())
     if crypt is not None and not isinstance(m.qemu_img, KeyedQemuImg):
-        m.qemu_img = KeyedQemuImg(m.qemu_img, crypt.key_file)
+        m.qemu_img = crypt.keyed(m.qemu_img)
     return crypt
 
 
@@ -199,7 +224,7 @@ def export_crypt(m, snap, fmt, key_file=None, encrypt=False, decrypt=False, comp
         raise Refused('%s: compress does not go with encryption (qcow2 cannot compress encrypted clusters); nothing '
                       'was written' % what)
     crypt = Crypt(m, key_file)          # a wrong key is refused here
-    return KeyedQemuImg(m.qemu_img, crypt.key_file), not decrypt
+    return crypt.keyed(m.qemu_img), not decrypt
 
 
 def encrypted_parts(m, tree=None, dom=None):

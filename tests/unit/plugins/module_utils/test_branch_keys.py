@@ -59,7 +59,8 @@ class Keys(BranchKeys):
 
     def __init__(self, m, given):
         self.m = m
-        self.crypt = SimpleNamespace(key_file='/k/domain.key') if given else None
+        self.crypt = SimpleNamespace(key_file='/k/domain.key', keyed=lambda qemu_img, **kw: KeyedQemuImg(
+            qemu_img, '/k/domain.key', **kw)) if given else None
 
 
 def merge_keys(source, target, top, key, fast_forward=False):

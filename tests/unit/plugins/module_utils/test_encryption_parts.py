@@ -97,3 +97,27 @@ def test_a_disk_pointed_back_at_a_clear_image_loses_its_encryption():
     assert disk_encrypted(disk)               # point_at alone keeps it
     drop_encryption(disk)
     assert not disk_encrypted(disk) and disk.source_file == '/s/clear.qcow2'
+
+
+@pytest.mark.parametrize('value', [9, 0, -1, 60001])
+def test_luks_iter_time_outside_its_range_is_refused_naming_it(value):
+    from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import check_iter_time
+    with pytest.raises(Refused) as e:
+        check_iter_time(value)
+    assert 'luks_iter_time' in e.value.msg and str(value) in e.value.msg
+
+
+def test_the_domain_keeps_the_luks_cost_its_first_encrypted_task_gave(tmp_path):
+    """A task without luks_iter_time writes layers at the domain's recorded cost; one that gives it
+    writes at its own, and the record follows (write_verifier and Crypt.iter_time, no hypervisor)."""
+    from types import SimpleNamespace
+    from ansible_collections.nova.snapshots.plugins.module_utils.adapters._store import Store
+    from ansible_collections.nova.snapshots.plugins.module_utils.operations._encryption import Crypt, write_verifier
+    store = Store(str(tmp_path / 'store'), 'vm')
+    m = SimpleNamespace(store=store, domain=SimpleNamespace(uuid='2b8c8f36-2d4c-4b53-9d0b-0b1c9d2e3f40', name='vm'))
+    key = key_file(tmp_path, 0o400)
+    assert Crypt(m, key).iter_time == 1000                     # nothing recorded: the collection's default
+    write_verifier(store, read_key_file(key), 'u', 100)
+    assert Crypt(m, key).iter_time == 100                      # recorded by the first encrypted snapshot
+    assert Crypt(m, key, 250).iter_time == 250                 # given: this task's layers
+    assert Crypt(m, key).keyed(None).iter_time == 100          # the qemu-img runner of later chain operations

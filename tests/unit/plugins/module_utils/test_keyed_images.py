@@ -103,14 +103,14 @@ def test_real_qemu_img_opens_a_two_layer_luks_chain_with_the_key_file(tmp_path):
         qemu_img.check(l2)
     assert 'key-secret' in e.value.msg
 
-    keyed = KeyedQemuImg(qemu_img, key)
+    keyed = KeyedQemuImg(qemu_img, key, iter_time=10)
     report = keyed.check(l2)
     assert report.get('check-errors', 0) == 0 and not report.get('corruptions')
     assert sum(e.length for e in keyed.map(l2)) == 1 << 24
     assert keyed.map(l2, backing=False)[0].depth == 0
     assert keyed.compare(keyed.spec(l2), keyed.spec(l1))
     copy = str(tmp_path / 'copy.qcow2')
-    keyed.convert(keyed.spec(l2), copy, encrypt=True, iter_time=10)
+    keyed.convert(keyed.spec(l2), copy, encrypt=True)
     assert json.loads(subprocess.check_output(['qemu-img', 'info', '--output=json', copy]))['encrypted'] is True
     assert keyed.compare(keyed.spec(copy, 'qcow2'), keyed.spec(l2))
 
