@@ -114,7 +114,9 @@ in_ns() { # in_ns HOST CMD... : run inside the host's mount namespace
     shift
     pid=$(ns_pid "$h")
     [ -n "$pid" ] || die "$h is not up"
-    nsenter --mount="/proc/$pid/ns/mnt" --uts="/proc/$pid/ns/uts" -- "$@"
+    # --root/--wd: the host's root directory too. Entering a mount namespace alone puts a process at
+    # that namespace's real "/", which in a chroot (a fresh root) is outside it.
+    nsenter --target "$pid" --mount --uts --root --wd -- "$@"
 }
 
 start_libvirtd() {
