@@ -24,6 +24,8 @@ import traceback
 import common  # first: it puts the collection and the test bed on sys.path
 import testbed
 
+from ansible_collections.nova.snapshots.plugins.module_utils.adapters import _trace  # noqa: E402
+
 MIB = 2 ** 20
 GUEST_OVERHEAD_MIB = 384      # RAM the guest's kernel and init need besides the data it caches
 
@@ -31,8 +33,9 @@ GUEST_OVERHEAD_MIB = 384      # RAM the guest's kernel and init need besides the
 class Measure(object):
     """Seconds and peak RSS (MiB) of one side of a comparison."""
 
-    def __init__(self, seconds, rss_mib):
+    def __init__(self, seconds, rss_mib, libvirt=None):
         self.seconds, self.rss_mib = seconds, rss_mib
+        self.libvirt = libvirt      # of ours: seconds inside libvirt's calls (the module's trace)
 
 
 def settle():
@@ -49,9 +52,10 @@ def measured(fn):
         os.close(r)
         code = 0
         try:
+            trace = _trace.start()
             start = time.perf_counter()
             fn()
-            reply = {'seconds': time.perf_counter() - start}
+            reply = {'seconds': time.perf_counter() - start, 'libvirt': trace.timings()['libvirt']}
         except BaseException:       # handed to the parent below
             reply = {'error': traceback.format_exc()}
             code = 1
@@ -69,7 +73,7 @@ def measured(fn):
     reply = json.loads(data.decode() or '{"error": "the child died without a reply"}')
     if 'error' in reply:
         raise RuntimeError('ours failed:\n' + reply['error'])
-    return Measure(reply['seconds'], usage.ru_maxrss / 1024.0)
+    return Measure(reply['seconds'], usage.ru_maxrss / 1024.0, reply.get('libvirt'))
 
 
 def peer(*cmds):
