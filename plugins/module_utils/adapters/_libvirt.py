@@ -382,7 +382,21 @@ class BlockDevice(object):
     def _pivot(self, base, started):
         self._wait('active block commit', until_ready=True, started=started)
         crash_point(ACTIVE_COMMIT_READY)
-        self._call('pivoting onto %s' % base, self._dom.blockJobAbort, self.disk, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+        deadline = started + self.timeout
+
+        # The job shows all copied (cur == end) a moment before libvirt has handled QEMU's READY event,
+        # and until then libvirt refuses the pivot ("not ready for pivot yet"): a window that a busy
+        # host or a libvirtd just restarted widens to seconds. Asked again until the job's deadline.
+        def pivot():
+            try:
+                self._dom.blockJobAbort(self.disk, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+                return True
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_BLOCK_COPY_ACTIVE and time.time() < deadline:
+                    return False
+                raise
+        while not self._call('pivoting onto %s' % base, pivot):
+            time.sleep(POLL)
         self._wait('pivot')
 
     def pull(self, base):
