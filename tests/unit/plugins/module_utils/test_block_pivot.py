@@ -16,8 +16,8 @@ from ansible_collections.nova.snapshots.plugins.module_utils.model._errors impor
 class Refusal(libvirt.libvirtError):
     """What libvirt raises; built without a connection's last error."""
 
-    def __init__(self, code, msg):       # pylint: disable=super-init-not-called
-        Exception.__init__(self, msg)
+    def __init__(self, code, msg):
+        super(Refusal, self).__init__(msg)      # libvirt's own: without a last error it keeps msg
         self.code, self.msg = code, msg
 
     def get_error_code(self):
