@@ -67,7 +67,7 @@ class Crypt(object):
         luks_iter_time, else the one the domain's record keeps (set by an earlier task), else ITER_TIME_MS."""
         if self.requested_iter_time is not None:
             return self.requested_iter_time
-        return (self.record() or {}).get('luks_iter_time', _luks.ITER_TIME_MS)
+        return recorded_iter_time(self.record())
 
     def keyed(self, qemu_img, remember_maps=False):
         """The KeyedQemuImg opening the domain's LUKS layers with this key over `qemu_img`."""
@@ -95,7 +95,7 @@ class Crypt(object):
         rec = self.record()
         if rec is None:
             write_verifier(self.m.store, self.key, self.secret_uuid, self.iter_time)
-        elif rec.get('luks_iter_time', _luks.ITER_TIME_MS) != self.iter_time:
+        elif recorded_iter_time(rec) != self.iter_time:
             # a task's luks_iter_time sets the cost of the domain's later layers too
             self.m.store.replace(self.record_path, json.dumps(dict(rec, luks_iter_time=self.iter_time)))
         Secrets(self.m.hypervisor).ensure(self.secret_uuid, self.key,
@@ -122,6 +122,11 @@ def write_verifier(store, key, uid, iter_time=_luks.ITER_TIME_MS):
     store.replace(os.path.join(store.root, 'encryption.json'), json.dumps(dict(
         salt=binascii.hexlify(salt).decode(), verifier=key_verifier(key, salt),
         secret_uuid=uid, cipher='aes-256-gcm', kdf='scrypt', luks_iter_time=iter_time)))
+
+
+def recorded_iter_time(record):
+    """The LUKS cost a domain's encryption record keeps (records older than luks_iter_time: the default)."""
+    return (record or {}).get('luks_iter_time', _luks.ITER_TIME_MS)
 
 
 def check_iter_time(value):
